@@ -8,12 +8,12 @@ Docs: https://medseg.github.io/medseg/synthetic.html.md"""
 __all__ = ['LABELS', 'CT_HU', 'MR_VALUES', 'ToyPair', 'toy_pair', 'toy_pairs', 'AbdomenPhantom', 'abdominal_phantom',
            'BrightPhantom', 'bright_structures']
 
-# %% ../nbs/01_synthetic.ipynb #e8d7a770
+# %% ../nbs/01_synthetic.ipynb #0f650951
 from typing import NamedTuple
 import numpy as np
 from scipy import ndimage as ndi
 
-# %% ../nbs/01_synthetic.ipynb #56fc74dd
+# %% ../nbs/01_synthetic.ipynb #d73d59d3
 def _seed_rng(seed):
     "A numpy Generator from an int, a SeedSequence or a Generator."
     return np.random.default_rng(seed)
@@ -35,7 +35,7 @@ def _grating(yy, xx, period, angle, phase):
     "Sine grating in [0, 1] with `period` in pixels and wave-vector `angle` in radians."
     return 0.5 + 0.5*np.sin(2*np.pi/period*(xx*np.cos(angle) + yy*np.sin(angle)) + phase)
 
-# %% ../nbs/01_synthetic.ipynb #060ee7e7
+# %% ../nbs/01_synthetic.ipynb #d5da4a83
 class ToyPair(NamedTuple):
     "Toy two-modality pair; single pair or, from `toy_pairs`, arrays stacked along a leading N axis."
     x1: np.ndarray  # (H, W) float32 in [0, 1]: modality 1, fg/bg differ by stripe angle; fg is `s1`
@@ -62,7 +62,7 @@ def _smooth_disp(rng, shape, amp, sigma):
     d = np.stack([ndi.gaussian_filter(rng.standard_normal(shape), sigma, mode='wrap') for _ in range(2)])
     return (d*amp/max(np.sqrt((d**2).sum(0)).max(), 1e-12)).astype(np.float32)
 
-# %% ../nbs/01_synthetic.ipynb #d5da4a83
+# %% ../nbs/01_synthetic.ipynb #6df97e59
 def toy_pair(seed=0, # int or np.random.SeedSequence
              size:int=240, # image side in pixels
              max_shift:int=32, # each shift component is uniform in [-max_shift, max_shift]; must be <= size/4
@@ -101,7 +101,7 @@ def toy_pair(seed=0, # int or np.random.SeedSequence
     return ToyPair(x1.astype(np.float32), x2.astype(np.float32), s1.astype(np.uint8), s2.astype(np.uint8),
                    shift.astype(np.int64), disp, params)
 
-# %% ../nbs/01_synthetic.ipynb #6df97e59
+# %% ../nbs/01_synthetic.ipynb #a135516a
 def toy_pairs(n:int, # number of pairs
               seed=0, # int or SeedSequence; pair i uses child i of np.random.SeedSequence(seed).spawn(n)
               **kw, # passed to `toy_pair`
@@ -111,7 +111,7 @@ def toy_pairs(n:int, # number of pairs
     ps = [toy_pair(s, **kw) for s in _seed_seq(seed).spawn(int(n))]
     return ToyPair(*[np.stack([getattr(p, f) for p in ps]) for f in ToyPair._fields[:-1]], [p.params for p in ps])
 
-# %% ../nbs/01_synthetic.ipynb #14026329
+# %% ../nbs/01_synthetic.ipynb #fd7081d4
 LABELS = {0: 'background', 1: 'liver', 2: 'bone', 3: 'kidney', 4: 'spleen', 5: 'vessel', 6: 'fat', 7: 'soft tissue'}
 CT_HU = {0: -1000., 1: 60., 2: 700., 3: 30., 4: 45., 5: 40., 6: -100., 7: 40.}  # CT value (HU) of each label id
 MR_VALUES = {0: 0., 1: 0.35, 2: 0.05, 3: 0.55, 4: 0.5, 5: 0.85, 6: 0.9, 7: 0.25}  # MR value (a.u.) of each label id
@@ -134,7 +134,7 @@ def _grid(z, H, W):
     return (np.asarray(z, np.float64)[:, None, None], np.linspace(-1, 1, H)[None, :, None],
             np.linspace(-1, 1, W)[None, None, :])
 
-# %% ../nbs/01_synthetic.ipynb #fd7081d4
+# %% ../nbs/01_synthetic.ipynb #af26a037
 def _abdomen_labels(rng, z, H, W):
     "Label map (D, H, W) of a random abdomen evaluated at the normalised slice positions `z`."
     D = len(z); zz, yy, xx = _grid(z, H, W)
@@ -198,7 +198,7 @@ def _bias_field(rng, z, H, W, strength):
     lf = lf - lf.mean()
     return np.exp(lf*strength/max(np.abs(lf).max(), 1e-12))
 
-# %% ../nbs/01_synthetic.ipynb #af26a037
+# %% ../nbs/01_synthetic.ipynb #b35a2ca7
 def abdominal_phantom(shape=(128, 128), # (H, W) for a 2D axial slice or (D, H, W) for a volume
                       seed=0, # int or np.random.SeedSequence; different seeds give different anatomies
                       modality:str='both', # 'ct', 'mr' or 'both'
@@ -231,7 +231,7 @@ def abdominal_phantom(shape=(128, 128), # (H, W) for a 2D axial slice or (D, H, 
     return AbdomenPhantom(f32(ct), f32(mr), sq(lab), sq((lab == 1).astype(np.uint8)),
                           sq((lab > 0).astype(np.uint8)), f32(bf))
 
-# %% ../nbs/01_synthetic.ipynb #7ddd2e16
+# %% ../nbs/01_synthetic.ipynb #2b443960
 class BrightPhantom(NamedTuple):
     "Noisy bright-structures image with the mask of its structures."
     image: np.ndarray  # (H, W) float32 in [0, 1]: min-max scaled Poisson counts

@@ -7,13 +7,13 @@ Docs: https://medseg.github.io/medseg/viz.html.md"""
 # %% auto #0
 __all__ = ['overlay', 'show_cases', 'three_planes', 'SliceViewer', 'plot_losses']
 
-# %% ../nbs/03_viz.ipynb #df8ca08a
+# %% ../nbs/03_viz.ipynb #2bb04036
 import math, io, base64
 import numpy as np
 import matplotlib.pyplot as plt
 import matplotlib.colors as mcolors
 
-# %% ../nbs/03_viz.ipynb #531ecf8e
+# %% ../nbs/03_viz.ipynb #0a112ca6
 def _to_np(x, # numpy array, torch tensor or array-like
            ndim=None, # expected number of dimensions; a leading axis of size 1 is squeezed to reach it
           )->np.ndarray:
@@ -26,7 +26,7 @@ def _to_np(x, # numpy array, torch tensor or array-like
     if ndim is not None and x.ndim == ndim + 1 and x.shape[0] == 1: x = x[0]
     return x
 
-# %% ../nbs/03_viz.ipynb #2d1273ff
+# %% ../nbs/03_viz.ipynb #21348fef
 def overlay(image, # 2D image (H,W) — numpy or torch, a leading channel of 1 is dropped
             pred=None, # optional predicted mask (H,W), filled where > 0.5
             target=None, # optional ground-truth mask (H,W), drawn as the contour at level 0.5
@@ -68,7 +68,7 @@ def overlay(image, # 2D image (H,W) — numpy or torch, a leading channel of 1 i
     ax.set_axis_off()
     return ax
 
-# %% ../nbs/03_viz.ipynb #76e7e234
+# %% ../nbs/03_viz.ipynb #e46702b8
 def _as_list(xs, n=None, name='images'):
     "A list of per-case items from a list/tuple or a stacked (N,...) array/tensor; check the length."
     if xs is None: return [None] * n
@@ -77,7 +77,7 @@ def _as_list(xs, n=None, name='images'):
         raise ValueError(f"{name} must have one entry per image ({n}), got {len(xs)}")
     return list(xs)
 
-# %% ../nbs/03_viz.ipynb #e46702b8
+# %% ../nbs/03_viz.ipynb #4a95fbfb
 def show_cases(images, # list of 2D images or a stacked (N,H,W) / (N,1,H,W) array or tensor
                preds=None, # optional predicted masks, same layout as `images`
                targets=None, # optional ground-truth masks, same layout as `images`
@@ -101,7 +101,7 @@ def show_cases(images, # list of 2D images or a stacked (N,H,W) / (N,1,H,W) arra
         else: ax.set_visible(False)
     return fig
 
-# %% ../nbs/03_viz.ipynb #cc76a940
+# %% ../nbs/03_viz.ipynb #3f05c743
 _PLANES = (('axial', 2, 'k', 'A', 'P', 'R', 'L'),      # name, fixed axis, index name, top, bottom, left, right
            ('coronal', 1, 'j', 'S', 'I', 'R', 'L'),
            ('sagittal', 0, 'i', 'S', 'I', 'A', 'P'))
@@ -129,7 +129,7 @@ def _default_index(vol, mask=None):
         return tuple(int(round(c.mean())) for c in np.nonzero(mask > 0.5))
     return tuple(n // 2 for n in vol.shape)
 
-# %% ../nbs/03_viz.ipynb #3f05c743
+# %% ../nbs/03_viz.ipynb #8934e143
 def three_planes(volume, # 3D volume (X,Y,Z) in RAS voxel order — numpy or torch, leading channel of 1 dropped
                  mask=None, # optional mask of the same shape, filled via `overlay`
                  index=None, # voxel (i,j,k) the planes pass through; default: mask centroid or centre
@@ -173,7 +173,7 @@ def three_planes(volume, # 3D volume (X,Y,Z) in RAS voxel order — numpy or tor
             ax.text(*xy, txt, transform=ax.transAxes, ha=ha, va=va, color='orange', fontsize=9, fontweight='bold')
     return fig
 
-# %% ../nbs/03_viz.ipynb #5d95ec5e
+# %% ../nbs/03_viz.ipynb #7a1604f1
 class SliceViewer:
     "Three-plane ipywidgets viewer of a volume with optional mask: one slider per voxel axis."
     def __init__(self,
@@ -220,7 +220,7 @@ class SliceViewer:
         from IPython.display import display
         display(self._widget)
 
-# %% ../nbs/03_viz.ipynb #85910ca6
+# %% ../nbs/03_viz.ipynb #9ebc96ae
 def _floats(v):
     "1D float array from a sequence of numbers / 0-d tensors / None (-> NaN)."
     return np.array([np.nan if x is None else float(_to_np(x)) for x in v], dtype=float)
@@ -259,7 +259,7 @@ def _loss_curves(history):
     raise TypeError("history must be a dict of name -> values, a pandas DataFrame, a fastai Recorder "
                     f"or a sequence of numbers, got {type(history).__name__}")
 
-# %% ../nbs/03_viz.ipynb #9ebc96ae
+# %% ../nbs/03_viz.ipynb #52907911
 def plot_losses(history, # dict name -> values, DataFrame (column per term), fastai Recorder, or sequence
                 ax=None, # matplotlib Axes to draw into; a new figure is made if None
                 log=False, # logarithmic y axis
