@@ -26,7 +26,8 @@ __all__ = ['PREPROCESS', 'scan_id', 'find_images', 'find_pairs', 'ct_window', 'm
            'to_display', 'from_display', 'select_slices', 'SliceDataset', 'BatchAug', 'RandomAffine', 'ElasticDeform',
            'RandomCrop', 'RandomIntensity', 'MaskedCorruption', 'Augment', 'default_augs', 'SegDataLoader', 'as_scans',
            'slice_dls', 'show_batch', 'show_results', 'UnpairedDataset', 'unpaired_dls', 'PairedStore',
-           'PairedSliceDataset', 'PairedCropDataset', 'paired_dls', 'SameScanSampler', 'TripletDataset', 'triplet_dls']
+           'PairedSliceDataset', 'PairedCropDataset', 'paired_dls', 'SameScanSampler', 'TripletDataset', 'triplet_dls',
+           'spaced_slices', 'ArrayDataset', 'make_dls']
 
 # %% ../nbs/10_data.ipynb #d75f7f49
 _NII = ('.nii.gz', '.nii')
@@ -970,3 +971,55 @@ def triplet_dls(scans, # {id: image or (image, label)}, a list of images, or a f
     dls = _dls(tds, vds, bs, seed, _augment(augs, tds, None, seed), num_workers, device)
     dls.store, dls.splits = store, (train, valid)
     return dls
+
+# %% ../nbs/10_data.ipynb #8222fb7f
+def spaced_slices(vol:Volume, # a volume (any orientation)
+                  spacing:float=2., # in-plane pixel size of the slices (mm)
+                  size=256, # slice size (H, W) or one int
+                  axis:int=2, # slicing axis of the canonical array: 0 sagittal, 1 coronal, 2 axial
+                  label:bool=False, # nearest-neighbour (labels) instead of linear
+                  cval:float=0., # value outside the scan (e.g. -1024 for CT in HU)
+                 )->np.ndarray: # (n_slices, H, W) in display orientation
+    "Slices of `vol` at `spacing` mm pixels on a `size` grid centred on the scan, in display orientation."
+    h, w = _size2(size)
+    can = to_canonical(vol)
+    inplane = [a for a in range(3) if a != axis]
+    sp = np.array(can.spacing, dtype=np.float64); sp[inplane] = spacing
+    shape = list(can.shape); shape[inplane[0]], shape[inplane[1]] = w, h   # display: rows = 2nd in-plane axis
+    centre = can.voxel_to_world((np.array(can.shape) - 1)/2)
+    aff = np.diag([*sp, 1.]); aff[:3, 3] = centre - sp*(np.array(shape) - 1)/2
+    out = resample_to(can, aff, shape, label=label, cval=cval)
+    return np.ascontiguousarray(to_display(out.array, axis))
+
+class ArrayDataset(torch.utils.data.Dataset):
+    "In-memory items `(image, mask)` (or `(image,)`) from stacks of 2D (or 3D) arrays."
+    n_inp = 1
+    def __init__(self, x, # images (N, H, W) or (N, 1, H, W) (or 3D items)
+                 y=None, # masks, same shape, or None
+                 mask_dtype=torch.float32, # dtype of the masks
+                ):
+        self.x = _stack(x, torch.float32)
+        self.y = None if y is None else _stack(y, mask_dtype)
+        if self.y is not None and self.y.shape != self.x.shape:
+            raise ValueError(f"images {tuple(self.x.shape)} and masks {tuple(self.y.shape)} differ in shape")
+        self.kinds = ('image', 'mask') if y is not None else ('image',)
+        self.groups = ((0, 1),) if y is not None else ((0,),)
+        self.panels = ((0, 1 if y is not None else None, 'slice'),)
+    def __len__(self): return len(self.x)
+    def __getitem__(self, i): return (self.x[i], self.y[i]) if self.y is not None else (self.x[i],)
+
+def _stack(a, dtype):
+    t = torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a).to(dtype)
+    return t[:, None] if t.ndim in (3, 4) and (t.ndim == 3 or t.shape[1] != 1) else t
+
+def make_dls(train_ds, # a medseg dataset (has `kinds`/`groups` for augmentation)
+             valid_ds, # validation dataset (never shuffled or augmented)
+             bs:int=8, # batch size
+             augs=None, # None, 'default' or a list of batch augmentations (training only)
+             corrupt=None, # optional corruption hook (training only)
+             seed:int|None=0, # seed of shuffling and augmentation
+             num_workers:int=0, # loader worker processes
+             device='cpu', # where batches go
+            )->DataLoaders:
+    "Training/validation `DataLoaders` from two medseg datasets, shuffled and augmented like the factories."
+    return _dls(train_ds, valid_ds, bs, seed, _augment(augs, train_ds, corrupt, seed), num_workers, device)
