@@ -1,4 +1,4 @@
-"""The `medseg` console script: `medseg info FILE` describes a scan; later notebooks add `demo`, `train` and `predict`.
+"""The `medseg` console script: `demo` trains the unsupervised segmenter and shows what it does, `predict` segments a scan with trained weights, `info` describes a scan.
 
 Docs: https://medseg.github.io/medseg/cli.html.md"""
 
@@ -60,10 +60,57 @@ def _cmd_info(args):
         print(format_info(scan_info(f, labels=True if args.labels else None, max_labels=args.max_labels)))
     return 0
 
+def _window_or_name(v):
+    "'ct', 'mr', 'none', or 'C,W' for a HU window."
+    if ',' in v: return [float(a) for a in v.split(',')]
+    return v
+
+def _cmd_demo(args):
+    from medseg.acwe import demo
+    r = demo(args.out, data=args.data, labels=args.labels, label_suffix=args.label_suffix, preprocess=args.preprocess,
+             epochs=args.epochs, size=args.size, n_train=args.n_train, seed=args.seed, progress=not args.quiet)
+    print(f"trained in {r['train_seconds']:.0f} s")
+    print(f"overlay: {r['overlay']}")
+    if r['metrics']: print(f"metrics: {r['metrics']} (mean Dice {r['mean_dice']:.3f})")
+    else: print("metrics: none (no labels)")
+    if r['masks']: print(f"masks:   {r['masks']}")
+    print(f"weights: {r['weights']}  (use: medseg predict {r['weights']} IMAGE.nii.gz -o MASK.nii.gz)")
+    return 0
+
+def _cmd_predict(args):
+    from medseg.inference import predict_file, make_preprocess
+    kw = {}
+    if args.preprocess is not None: kw['preprocess'] = make_preprocess(_window_or_name(args.preprocess))
+    if args.size is not None: kw['size'] = (args.size, args.size)
+    if args.axis is not None: kw['axis'] = args.axis
+    out = predict_file(args.weights, args.image, args.output, **kw)
+    print(f"mask written to {out}")
+    return 0
+
 def build_parser()->argparse.ArgumentParser:
     "The `medseg` argument parser with its sub-commands."
     p = argparse.ArgumentParser(prog='medseg', description='Label-efficient medical image segmentation.')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
+    d = sub.add_parser('demo', help='train the unsupervised active-contour segmenter (built-in phantom, or --data) and write overlays, metrics, weights')
+    d.add_argument('--out', default='medseg-demo', help='output folder (default: ./medseg-demo)')
+    d.add_argument('--data', default=None, help='folder of NIfTI images to train on (default: the built-in phantom)')
+    d.add_argument('--labels', default=None, help='folder of label maps for the metrics (optional)')
+    d.add_argument('--label-suffix', default='', help='label files are {id}{suffix}.nii.gz in --labels')
+    d.add_argument('--preprocess', default='mr', type=_window_or_name, help="'ct', 'mr', 'none' or a HU window 'C,W' (NIfTI only)")
+    d.add_argument('--epochs', type=int, default=10, help='training epochs (default 10)')
+    d.add_argument('--size', type=int, default=128, help='slice size in pixels (default 128)')
+    d.add_argument('--n-train', type=int, default=64, help='phantom images to train on (default 64)')
+    d.add_argument('--seed', type=int, default=0)
+    d.add_argument('--quiet', action='store_true', help='no progress bar')
+    d.set_defaults(func=_cmd_demo)
+    pr = sub.add_parser('predict', help='segment a NIfTI volume slice by slice with trained 2D weights')
+    pr.add_argument('weights', help='weights file written by medseg (e.g. medseg-demo/rcnn_acwe.pt)')
+    pr.add_argument('image', help='NIfTI image')
+    pr.add_argument('-o', '--output', required=True, help='where to write the mask (.nii.gz)')
+    pr.add_argument('--preprocess', default=None, help="override the preprocessing saved with the weights: 'ct', 'mr', 'none' or 'C,W'")
+    pr.add_argument('--size', type=int, default=None, help='override the slice size saved with the weights')
+    pr.add_argument('--axis', type=int, default=None, help='slicing axis of the canonical array (2: axial)')
+    pr.set_defaults(func=_cmd_predict)
     i = sub.add_parser('info', help='describe NIfTI files: grid, orientation, intensities, label volumes')
     i.add_argument('files', nargs='+', metavar='FILE', help='NIfTI files (.nii or .nii.gz)')
     i.add_argument('--labels', action='store_true', help='treat the files as label maps')

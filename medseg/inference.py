@@ -14,11 +14,11 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .io import Volume, load_nifti, save_nifti, reorient, to_canonical
+from .io import Volume, load_nifti, save_nifti, reorient, to_canonical, window
 from .data import to_display
 
 # %% auto #0
-__all__ = ['predict_volume', 'predict_file']
+__all__ = ['predict_volume', 'predict_file', 'make_preprocess', 'inference_settings']
 
 # %% ../nbs/16_inference.ipynb #495aaaee
 def _model_device(model):
@@ -98,5 +98,29 @@ def predict_file(model:nn.Module|str|Path, # a model, or a weights file written 
     "Segment a NIfTI file with a 2D model and write the mask as NIfTI with the input's affine."
     if isinstance(model, (str, Path)):
         from medseg.models import load_model
-        model = load_model(model)
+        model, extra = load_model(model, with_extra=True)
+        kwargs = {**inference_settings(extra), **kwargs}
     return save_nifti(predict_volume(model, image_path, **kwargs), out_path)
+
+# %% ../nbs/16_inference.ipynb #ad5e6a24
+def make_preprocess(spec, # None, 'ct', 'mr', 'none', or a (centre, width) HU window
+                   )->Callable|None:
+    "The preprocessing function named by a JSON-friendly `spec`."
+    if spec is None: return None
+    if isinstance(spec, (list, tuple)):
+        if len(spec) != 2: raise ValueError(f"a window spec is [centre, width], got {spec!r}")
+        c, w = (float(v) for v in spec)
+        return lambda a: window(a, c, w)
+    from medseg.data import PREPROCESS
+    if spec in PREPROCESS: return PREPROCESS[spec]
+    raise ValueError(f"unknown preprocessing {spec!r}: use one of {sorted(PREPROCESS)} or [centre, width]")
+
+def inference_settings(extra:dict, # the `extra` record of a weights file
+                      )->dict: # keyword arguments for `predict_volume`
+    "`predict_volume` arguments (preprocess, size, axis, keep_aspect) from a weights file's `extra`."
+    out = {}
+    if 'preprocess' in extra: out['preprocess'] = make_preprocess(extra['preprocess'])
+    if extra.get('size') is not None: out['size'] = tuple(extra['size']) if isinstance(extra['size'], (list, tuple)) else int(extra['size'])
+    for k in ('axis', 'keep_aspect'):
+        if k in extra: out[k] = extra[k]
+    return out

@@ -354,20 +354,21 @@ class RecurrentConv(nn.Module):
                  out_ch:int, # output (state) channels
                  dim:int=2, # 2 or 3
                  T:int=3, # recurrent steps after the feed-forward one (>= 1)
-                 norm:str|None='batch', # shared across steps
-                 act:str='relu', # 'relu', 'leaky' or 'prelu'; shared across steps
+                 norm:str|None='batch', # one per step
+                 act:str='relu', # 'relu', 'leaky' or 'prelu'; one per step
                 ):
         super().__init__()
         if int(T) < 1: raise ValueError(f"T must be >= 1, got {T!r}")
         conv, self.T = _conv(dim), int(T)
         self.ff = conv(in_ch, out_ch, 3, padding=1, bias=norm is None)
         self.rec = conv(out_ch, out_ch, 3, padding=1, bias=False)
-        self.norm, self.act = _norm(norm, dim, out_ch), _act(act, out_ch)
+        self.norms = nn.ModuleList([_norm(norm, dim, out_ch) for _ in range(self.T + 1)])
+        self.acts = nn.ModuleList([_act(act, out_ch) for _ in range(self.T + 1)])
 
     def forward(self, u):
         fu = self.ff(u)
-        x = self.act(self.norm(fu))
-        for _ in range(self.T): x = self.act(self.norm(fu + self.rec(x)))
+        x = self.acts[0](self.norms[0](fu))
+        for t in range(1, self.T + 1): x = self.acts[t](self.norms[t](fu + self.rec(x)))
         return x
 
 class RRBlock(nn.Module):
