@@ -183,15 +183,17 @@ def _size2(size):
     return (int(size), int(size)) if np.isscalar(size) else tuple(int(s) for s in size)
 
 def _fit(t, size, mask=False, keep_aspect=False):
-    "Resize a (C,H,W) tensor to `size` (bilinear for images, nearest for masks), optionally padding to a square first."
+    "Resize a (..., H, W) tensor to `size` (bilinear for images, nearest for masks), optionally padding to a square first."
     if size is None: return t
     if keep_aspect and t.shape[-1] != t.shape[-2]:
         h, w = t.shape[-2:]; n = max(h, w)
         t = F.pad(t, ((n - w)//2, n - w - (n - w)//2, (n - h)//2, n - h - (n - h)//2))
     if tuple(t.shape[-2:]) == size: return t
-    if mask: return F.interpolate(t[None].float(), size=size, mode='nearest-exact')[0].to(t.dtype)
-    shrink = t.shape[-2] > size[0] or t.shape[-1] > size[1]
-    return F.interpolate(t[None], size=size, mode='bilinear', align_corners=False, antialias=shrink)[0]
+    lead, t4 = t.shape[:-2], t.reshape(1, -1, *t.shape[-2:])   # any leading dims (C or B, C) become channels
+    if mask: out = F.interpolate(t4.float(), size=size, mode='nearest-exact').to(t.dtype)
+    else: out = F.interpolate(t4, size=size, mode='bilinear', align_corners=False,
+                              antialias=t.shape[-2] > size[0] or t.shape[-1] > size[1])
+    return out.reshape(*lead, *size)
 
 # %% ../nbs/10_data.ipynb #7d94327a
 def select_slices(table:pd.DataFrame, # a slice table (`ScanStore.table`)

@@ -15,7 +15,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .io import Volume, load_nifti, save_nifti, reorient, to_canonical, window
-from .data import to_display
+from .data import to_display, _fit
 
 # %% auto #0
 __all__ = ['predict_volume', 'predict_file', 'make_preprocess', 'inference_settings']
@@ -41,12 +41,9 @@ def _predict_slices(model, x, size, keep_aspect, batch_size, threshold, device, 
         from fastprogress.fastprogress import progress_bar
         starts = progress_bar(starts)
     out = []
+    hw = (max(h, w),)*2 if pad is not None else (h, w)   # the (padded) slice size the logits go back to
     for i in starts:
-        xb = x[i:i + batch_size].to(device)
-        if pad is not None: xb = F.pad(xb, pad)
-        hw = tuple(xb.shape[-2:])
-        if size is not None and size != hw:
-            xb = F.interpolate(xb, size=size, mode='bilinear', align_corners=False, antialias=hw[0] > size[0] or hw[1] > size[1])
+        xb = _fit(x[i:i + batch_size].to(device), size, keep_aspect=keep_aspect)   # exactly the training pipeline's resize
         y = model(xb)
         if not (torch.is_tensor(y) and y.ndim == 4 and y.shape[0] == xb.shape[0]):
             raise ValueError(f"the model must return logits (B, C, H, W); for an input {tuple(xb.shape)} it returned "
