@@ -1,4 +1,4 @@
-"""The `medseg` console script: `demo` trains the unsupervised segmenter and shows what it does, `predict` segments a scan with trained weights, `info` describes a scan.
+"""The `medseg` console script: `demo` trains the unsupervised segmenter and shows what it does, `train` trains a method from NIfTI folders, `predict` segments a scan with trained weights, `info` describes a scan.
 
 Docs: https://medseg.github.io/medseg/cli.html.md"""
 
@@ -87,6 +87,30 @@ def _cmd_predict(args):
     print(f"mask written to {out}")
     return 0
 
+def _weights_arg(v):
+    "'nce=0,mind=0' -> {'nce': 0.0, 'mind': 0.0}."
+    out = {}
+    for part in filter(None, v.split(',')):
+        k, sep, val = part.partition('=')
+        if not sep: raise argparse.ArgumentTypeError(f"loss weights are name=value pairs separated by commas, got {part!r}")
+        try: out[k.strip()] = float(val)
+        except ValueError: raise argparse.ArgumentTypeError(f"weight of {k!r} is not a number: {val!r}")
+    return out
+
+def _cmd_train_accseg(args):
+    from medseg.accseg import train_accseg
+    r = train_accseg(args.source, args.source_labels or args.source, args.target, args.out, image_suffix=args.image_suffix,
+                     label_suffix=args.label_suffix, target_suffix=args.target_suffix, source_preprocess=args.source_preprocess,
+                     target_preprocess=args.target_preprocess, size=args.size, epochs=args.epochs, decay_epochs=args.decay_epochs,
+                     bs=args.bs, lr=args.lr, sizes=args.sizes, seg=args.seg, weights=args.weights, seed=args.seed,
+                     device=args.device, progress=not args.quiet)
+    last = r['last']
+    print(f"trained in {r['train_seconds']:.0f} s on {r['n_source_train']} source slices")
+    if last.get('valid_fake_dice') is not None: print(f"validation Dice of S(G(source)) vs source labels: {last['valid_fake_dice']:.3f}")
+    print(f"history: {r['history']}")
+    print(f"weights: {r['weights']}  (use: medseg predict {r['weights']} TARGET.nii.gz -o MASK.nii.gz)")
+    return 0
+
 def build_parser()->argparse.ArgumentParser:
     "The `medseg` argument parser with its sub-commands."
     p = argparse.ArgumentParser(prog='medseg', description='Label-efficient medical image segmentation.')
@@ -111,6 +135,31 @@ def build_parser()->argparse.ArgumentParser:
     pr.add_argument('--size', type=int, default=None, help='override the slice size saved with the weights')
     pr.add_argument('--axis', type=int, default=None, help='slicing axis of the canonical array (2: axial)')
     pr.set_defaults(func=_cmd_predict)
+    t = sub.add_parser('train', help='train a method from NIfTI folders')
+    tsub = t.add_subparsers(dest='method', metavar='METHOD')
+    a = tsub.add_parser('accseg', help='AccSeg-Net: segment a target modality with labels of a source modality only')
+    a.add_argument('--source', required=True, help='folder of source (e.g. CT) images')
+    a.add_argument('--source-labels', default=None, help='folder of their label maps (default: --source)')
+    a.add_argument('--target', required=True, help='folder of target-modality (e.g. MR) images, no labels')
+    a.add_argument('--out', default='medseg-accseg', help='output folder (default: ./medseg-accseg)')
+    a.add_argument('--image-suffix', default='', help='source images are {id}{suffix}.nii.gz')
+    a.add_argument('--label-suffix', default='_label', help='labels are {id}{suffix}.nii.gz (default _label)')
+    a.add_argument('--target-suffix', default='', help='only target files whose id ends with this')
+    a.add_argument('--source-preprocess', default='ct', type=_window_or_name, help="'ct', 'mr', 'none' or 'C,W' (default ct)")
+    a.add_argument('--target-preprocess', default='mr', type=_window_or_name, help="as above, for the target (default mr)")
+    a.add_argument('--size', type=int, default=128, help='slice size in pixels (default 128)')
+    a.add_argument('--epochs', type=int, default=20, help='epochs at constant learning rate (default 20)')
+    a.add_argument('--decay-epochs', type=int, default=None, help='epochs of linear decay to 0 (default: --epochs)')
+    a.add_argument('--bs', type=int, default=2, help='batch size (default 2)')
+    a.add_argument('--lr', type=float, default=2e-4, help='learning rate (default 2e-4)')
+    a.add_argument('--sizes', choices=('cpu', 'paper'), default='cpu', help="network widths: 'cpu' (narrow) or 'paper'")
+    a.add_argument('--seg', choices=('DuSEUNet', 'UNet', 'AttentionUNet', 'R2UNet'), default='DuSEUNet', help='segmenter')
+    a.add_argument('--weights', type=_weights_arg, default=None, help="loss weights, e.g. 'nce=0,mind=0' (terms: adv idt dice nce cc mind ac)")
+    a.add_argument('--device', default=None, help="'cuda' or 'cpu' (default: cuda when available)")
+    a.add_argument('--seed', type=int, default=0)
+    a.add_argument('--quiet', action='store_true', help='no progress bar')
+    a.set_defaults(func=_cmd_train_accseg)
+    t.set_defaults(func=lambda args: (t.print_help(), 1)[1])
     i = sub.add_parser('info', help='describe NIfTI files: grid, orientation, intensities, label volumes')
     i.add_argument('files', nargs='+', metavar='FILE', help='NIfTI files (.nii or .nii.gz)')
     i.add_argument('--labels', action='store_true', help='treat the files as label maps')

@@ -14,10 +14,10 @@ from torch import nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['register_model', 'registered_models', 'build_model', 'count_params', 'ConvBlock', 'UNetEncoder', 'UNetDecoder',
-           'UNet', 'SCSE', 'DuSEUNet', 'AttentionGate', 'AttentionUNet', 'RecurrentConv', 'RRBlock', 'R2UNet',
-           'ProjectionHead', 'ResBlock', 'ResnetGenerator', 'PatchDiscriminator', 'RCNN', 'Registor', 'save_model',
-           'load_model']
+__all__ = ['PAPER_WIDTHS', 'register_model', 'registered_models', 'build_model', 'count_params', 'ConvBlock', 'UNetEncoder',
+           'UNetDecoder', 'UNet', 'SCSE', 'DuSEUNet', 'AttentionGate', 'AttentionUNet', 'RecurrentConv', 'RRBlock',
+           'R2UNet', 'ProjectionHead', 'contrastive_encoder', 'ResBlock', 'ResnetGenerator', 'PatchDiscriminator',
+           'RCNN', 'Registor', 'save_model', 'load_model']
 
 # %% ../nbs/11_models.ipynb #a6145606
 _REGISTRY: dict = {}
@@ -180,13 +180,17 @@ class UNetDecoder(nn.Module):
         self.gates = nn.ModuleList([AttentionGate(ws[i], ws[i+1], dim=dim, norm=norm) for i in range(n)]) if attention else None
         self.head = _conv(dim)(ws[0], out_ch, 1)
 
-    def forward(self, feats:list):
-        "Logits at the resolution of `feats[0]` from the encoder's feature list."
-        x = feats[-1]
+    def features(self, feats:list)->list:
+        "Every level block's output (before the 1x1 head), coarsest first; `head(out[-1])` is the decoder's output."
+        x, out = feats[-1], []
         for i in reversed(range(len(self.ups))):
             skip = feats[i] if self.gates is None else self.gates[i](feats[i], x)
-            x = self.blocks[i](torch.cat([skip, self.ups[i](x)], 1))
-        return self.head(x)
+            x = self.blocks[i](torch.cat([skip, self.ups[i](x)], 1)); out.append(x)
+        return out
+
+    def forward(self, feats:list):
+        "Logits at the resolution of `feats[0]` from the encoder's feature list."
+        return self.head(self.features(feats)[-1])
 
 # %% ../nbs/11_models.ipynb #1cc21fc7
 def _encoder_key(cfg:dict)->tuple:
@@ -420,6 +424,16 @@ class ProjectionHead(nn.Module):
         return self.net(x)
 
 # %% ../nbs/11_models.ipynb #a0def32f
+PAPER_WIDTHS = (32, 64, 128, 256, 512)   # channels per level of the pretraining encoder (PolyCL, SSL)
+
+def contrastive_encoder(in_ch:int=1, # input channels
+                        widths:tuple=PAPER_WIDTHS, # channels per level (depth = len - 1)
+                        dim:int=2, # 2 or 3
+                       )->UNetEncoder:
+    "The pretraining methods' encoder: the U-Net encoder with instance normalisation and LeakyReLU(0.2)."
+    return UNetEncoder(in_ch, tuple(widths), dim, norm='instance', act='leaky')
+
+# %% ../nbs/11_models.ipynb #7e15ba01
 class ResBlock(nn.Module):
     "ResNet block with reflection padding: x + (pad-conv3x3-norm-ReLU-pad-conv3x3-norm)(x)."
     def __init__(self, ch:int, norm:str|None='instance'):
@@ -490,7 +504,7 @@ class ResnetGenerator(nn.Module):
             out[i] = ch
         return [out[i] for i in ids]
 
-# %% ../nbs/11_models.ipynb #e5a9117a
+# %% ../nbs/11_models.ipynb #a65bec68
 @register_model
 class PatchDiscriminator(nn.Module):
     "PatchGAN discriminator (Isola et al. 2017): 4x4 convs, LeakyReLU 0.2, strides 2,..,2,1,1; a map of patch logits."
@@ -529,7 +543,7 @@ class PatchDiscriminator(nn.Module):
         for s in [1, 1] + [2] * n_layers: r = (r - 1) * s + 4
         return r
 
-# %% ../nbs/11_models.ipynb #a65bec68
+# %% ../nbs/11_models.ipynb #5a157df8
 @register_model
 class RCNN(nn.Module):
     "Recurrent CNN of Chen & Frey (MIDL 2020): RCL blocks (BN + PReLU) at full resolution, 1x1 conv + PReLU; > 0 = foreground."
@@ -552,7 +566,7 @@ class RCNN(nn.Module):
         _check_input(x, self.dim, self.in_ch, 'RCNN')
         return self.out_act(self.head(self.layers(x)))
 
-# %% ../nbs/11_models.ipynb #5a157df8
+# %% ../nbs/11_models.ipynb #62f5d771
 @register_model
 class Registor(nn.Module):
     "Couteaux et al. (ISBI 2021) registration CNN: 4x(conv-ReLU-conv-ReLU-maxpool), 1x1 conv to a displacement field at 1/16."
@@ -577,7 +591,7 @@ class Registor(nn.Module):
         _check_input(x, self.dim, self.in_ch, 'Registor')
         return self.field(self.features(x))
 
-# %% ../nbs/11_models.ipynb #03f8e9ac
+# %% ../nbs/11_models.ipynb #a03e9fcf
 _PLAIN = (type(None), bool, int, float, str)
 
 def _check_plain(obj, what:str):

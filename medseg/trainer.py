@@ -6,7 +6,9 @@ Docs: https://medseg.github.io/medseg/trainer.html.md"""
 
 # %% ../nbs/15_trainer.ipynb #5e82ac5c
 from __future__ import annotations
+from copy import deepcopy
 from functools import partial
+from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
@@ -18,10 +20,13 @@ from fastai.optimizer import Adam
 from fastai.torch_core import find_bs
 import fastai.callback.schedule  # adds Learner.fit_one_cycle (used by `fit_stages`)
 
+from .models import UNetEncoder, UNet, load_model
+from .metrics import DiceMetric
+
 # %% auto #0
 __all__ = ['freeze', 'unfreeze', 'is_frozen', 'frozen_call', 'MultiNet', 'TermLoss', 'TermMetric', 'term_metrics',
            'subnet_splitter', 'ExtraOptimizer', 'SkipFrozenBackward', 'LeanLearner', 'make_lean', 'multi_learner',
-           'fit_stages', 'reached_by']
+           'fit_stages', 'reached_by', 'dice_loss', 'PlaceholderTarget', 'nt_xent', 'FreezeEncoder', 'finetune_learner']
 
 # %% ../nbs/15_trainer.ipynb #e2b3531d
 def freeze(module:nn.Module, # network (or any module) to stop training
@@ -276,3 +281,126 @@ def reached_by(model:MultiNet, # the container model
            if any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in getattr(model, n).parameters())}
     for p in model.parameters(): p.grad = None
     return hit
+
+# %% ../nbs/15_trainer.ipynb #46cd0bc5
+def dice_loss(logits:torch.Tensor, # (B, C, *S) raw network output; C = 1: sigmoid, C > 1: softmax
+              target:torch.Tensor, # (B, 1, *S) or (B, *S): binary mask (C = 1) or class indices (C > 1)
+              include_background:bool=True, # C > 1: also score class 0
+              eps:float=1e-5, # smoothing of numerator and denominator
+             )->torch.Tensor: # scalar: mean over images and classes
+    "Soft Dice loss 1 - (2|P∩Y|+eps)/(|P|+|Y|+eps) per image and class, averaged."
+    if logits.ndim < 3: raise ValueError(f"logits must be (B, C, *spatial), got shape {tuple(logits.shape)}")
+    t = target if target.ndim == logits.ndim else target.unsqueeze(1)
+    if t.shape[0] != logits.shape[0] or t.shape[2:] != logits.shape[2:] or t.shape[1] != 1:
+        raise ValueError(f"target {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
+    if logits.shape[1] == 1: p, y = torch.sigmoid(logits), t.to(logits.dtype)
+    else:
+        p = torch.softmax(logits, 1)
+        y = F.one_hot(t[:, 0].long(), logits.shape[1]).movedim(-1, 1).to(logits.dtype)
+        if not include_background: p, y = p[:, 1:], y[:, 1:]
+    dims = tuple(range(2, logits.ndim))
+    inter, tot = (p*y).sum(dims), p.sum(dims) + y.sum(dims)
+    return (1 - (2*inter + eps)/(tot + eps)).mean()
+
+# %% ../nbs/15_trainer.ipynb #1d67f1a5
+class PlaceholderTarget(Callback):
+    "Give target-less batches (contrastive pretraining) a placeholder target, so fastai computes the loss and trains."
+    order = -20
+    def before_batch(self):
+        if not len(self.yb): self.learn.yb = (torch.zeros(find_bs(self.xb), device=self.xb[0].device),)
+
+# %% ../nbs/15_trainer.ipynb #7af9ab98
+def nt_xent(z1:torch.Tensor, # embeddings of the first views (N, d), or G groups (G, N, d)
+            z2:torch.Tensor, # embeddings of the second views, same shape; row n the partner of z1's row n
+            tau:float=0.5, # temperature
+           )->torch.Tensor: # scalar, mean over the 2N (2GN) embeddings
+    "NT-Xent: each embedding's partner against the other 2N-2 embeddings (of its group), cosine similarity / τ."
+    if z1.ndim not in (2, 3) or z1.shape != z2.shape:
+        raise ValueError(f"z1 and z2 must be (N, d) or (G, N, d) of one shape, got {tuple(z1.shape)}, {tuple(z2.shape)}")
+    if tau <= 0: raise ValueError(f"tau must be > 0, got {tau}")
+    n, g = z1.shape[-2], (z1.shape[0] if z1.ndim == 3 else 1)
+    z = F.normalize(torch.cat([z1, z2], -2), dim=-1)
+    sim = (z @ z.transpose(-1, -2))/tau
+    sim = sim.masked_fill(torch.eye(2*n, dtype=torch.bool, device=z.device), float('-inf'))
+    target = torch.cat([torch.arange(n, 2*n), torch.arange(n)]).to(z.device).repeat(g)
+    return F.cross_entropy(sim.reshape(g*2*n, 2*n), target)
+
+# %% ../nbs/15_trainer.ipynb #407026af
+class FreezeEncoder(Callback):
+    "Freeze `model.encoder` for the first `epochs` training epochs (over successive fits), then unfreeze it."
+    order = 5
+    def __init__(self, epochs:int=0): # epochs with the encoder frozen
+        self.epochs, self.done = int(epochs), 0
+    @property
+    def frozen_now(self)->bool: return self.done < self.epochs
+    def before_epoch(self):
+        enc = self.learn.model.encoder
+        if self.frozen_now and not is_frozen(enc): freeze(enc)
+        elif not self.frozen_now and self.epochs and is_frozen(enc): unfreeze(enc)
+    def before_train(self):
+        if self.frozen_now: self.learn.model.encoder.eval()
+    def after_train(self): self.done += 1
+
+def _as_encoder(encoder):
+    "An encoder: a `UNetEncoder`, or a file written by `save_model` (loaded in training mode)."
+    if isinstance(encoder, (str, Path)): encoder = load_model(encoder).train()
+    if not isinstance(encoder, UNetEncoder): raise TypeError(f"expected a UNetEncoder or a saved one's path, got {type(encoder).__name__}")
+    return encoder
+
+def _pretrained_parts(pretrained, need_unet:bool)->tuple:
+    "(encoder, unet or None) from a module, a model with `.unet()`, or a `save_model` file."
+    if isinstance(pretrained, (str, Path)):
+        path = Path(pretrained)
+        obj, extra = load_model(path, with_extra=True)
+        if isinstance(obj, UNetEncoder) and need_unet:
+            if not extra.get('unet'): raise ValueError(f"{path} holds an encoder without a pretrained decoder (extra['unet'] is empty); use init='encoder'")
+            obj = load_model(path.parent/extra['unet'])
+        pretrained = obj.train()
+    if not isinstance(pretrained, (UNet, UNetEncoder)) and callable(getattr(pretrained, 'unet', None)): pretrained = pretrained.unet()
+    if isinstance(pretrained, UNet): return pretrained.encoder, pretrained
+    if isinstance(pretrained, UNetEncoder): return pretrained, None
+    raise TypeError(f"pretrained must be a UNetEncoder, a UNet, a model with .unet() (e.g. ContrastiveUNet) or a saved one's path, got {type(pretrained).__name__}")
+
+def finetune_learner(dls, # DataLoaders of (x, y) slice batches, e.g. `medseg.data.slice_dls`
+                     pretrained, # a `UNetEncoder`, a `UNet`, a model with `.unet()`, or a `save_model` file of one
+                     init:str='encoder', # 'encoder': pretrained encoder + new decoder; 'unet': pretrained encoder and decoder, new last layer
+                     out_ch:int=1, # output channels (1: binary, sigmoid)
+                     freeze_epochs:int=0, # first epochs with the encoder frozen
+                     copy:bool=True, # fine-tune a copy of the encoder (the given one is left untouched)
+                     lr:float=1e-3, # learning rate
+                     opt_func=Adam, # fastai optimizer
+                     wd:float|None=None, # weight decay (None: the optimizer's default)
+                     metrics=None, # default: per-image Dice
+                     cbs=None, # more callbacks
+                     lean:bool=True, # no progress bar
+                     **kwargs, # more `Learner` arguments
+                    )->LeanLearner:
+    "A fastai Learner fine-tuning a U-Net with the Dice loss from a pretrained encoder, or the whole pretrained U-Net but its last layer."
+    if init not in ('encoder', 'unet'): raise ValueError(f"init must be 'encoder' or 'unet', got {init!r}")
+    enc, pre = _pretrained_parts(pretrained, init == 'unet')
+    if init == 'unet' and pre is None: raise ValueError("init='unet' needs a pretrained U-Net (encoder + decoder); an encoder alone was given")
+    model = UNet.from_encoder(deepcopy(enc) if copy else enc, out_ch=out_ch)
+    if init == 'unet':
+        body = {k: v for k, v in pre.decoder.state_dict().items() if not k.startswith('head.')}
+        missing, unexpected = model.decoder.load_state_dict(body, strict=False)
+        if unexpected or sorted(missing) != ['head.bias', 'head.weight']:
+            raise ValueError(f"pretrained decoder does not match: missing {missing}, unexpected {unexpected}")
+    cbs = [] if cbs is None else [cbs] if isinstance(cbs, Callback) else list(cbs)
+    learn = LeanLearner(dls, model, loss_func=dice_loss, lr=lr, opt_func=opt_func, wd=wd,
+                        metrics=[DiceMetric()] if metrics is None else metrics,
+                        cbs=[FreezeEncoder(freeze_epochs), *cbs], **kwargs)
+    return make_lean(learn) if lean else learn
+
+# %% ../nbs/15_trainer.ipynb #f230bb30
+def _device(device): return device or ('cuda' if torch.cuda.is_available() else 'cpu')
+
+def _limit(scans:dict, max_scans):
+    if max_scans is None: return scans
+    return {k: scans[k] for k in sorted(scans)[:int(max_scans)]}
+
+def _quiet_fit(learn, epochs)->tuple:
+    "Fit `learn` for `epochs` without logging; (history rows as plain floats, their column names)."
+    learn.logger = lambda *a: None
+    learn.fit(epochs)
+    hist = [[None if v is None else float(v) for v in row] for row in learn.recorder.values]
+    return hist, list(learn.recorder.metric_names[1:-1])
