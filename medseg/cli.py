@@ -1,4 +1,4 @@
-"""The `medseg` console script: `demo` trains the unsupervised segmenter and shows what it does, `train` trains a method from NIfTI folders, `predict` segments a scan with trained weights, `info` describes a scan.
+"""The `medseg` console script: `demo` trains the unsupervised segmenter and shows what it does, `train` trains a method from NIfTI folders (AccSeg-Net, PolyCL/SimCLR and self-supervised pretraining, fine-tuning), `predict` segments a scan with trained weights, `info` describes a scan.
 
 Docs: https://medseg.github.io/medseg/cli.html.md"""
 
@@ -111,6 +111,65 @@ def _cmd_train_accseg(args):
     print(f"weights: {r['weights']}  (use: medseg predict {r['weights']} TARGET.nii.gz -o MASK.nii.gz)")
     return 0
 
+def _ints(v):
+    "'51,52' -> [51, 52]."
+    try: return [int(a) for a in v.split(',') if a.strip()]
+    except ValueError: raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {v!r}")
+
+def _pretrain_common(args):
+    return dict(image_suffix=args.image_suffix, label_suffix=args.label_suffix, preprocess=args.preprocess, size=args.size,
+                middle=args.middle if 0 < args.middle < 1 else None, epochs=args.epochs, bs=args.bs, lr=args.lr,
+                widths=tuple(args.widths), max_scans=args.max_scans, seed=args.seed, device=args.device)
+
+def _cmd_train_polycl(args):
+    from medseg.polycl import pretrain_polycl, pretrain_simclr
+    kw = _pretrain_common(args)
+    if args.rule == 'simclr': f = pretrain_simclr(args.data, args.out, **kw)
+    else: f = pretrain_polycl(args.data, args.out, rule=args.rule, labels=args.labels, label_dir=args.label_dir, **kw)
+    print(f"encoder: {f}  (fine-tune: medseg train finetune --data IMAGES --label-dir LABELS --init {f})")
+    return 0
+
+def _cmd_train_ssl(args):
+    from medseg.ssl import pretrain_ssl
+    f = pretrain_ssl(args.data, args.out, method=args.method, **_pretrain_common(args))
+    print(f"encoder: {f}  (fine-tune: medseg train finetune --data IMAGES --label-dir LABELS --init {f})")
+    return 0
+
+def _cmd_train_finetune(args):
+    from medseg.data import slice_dls
+    from medseg.models import contrastive_encoder, save_model
+    from medseg.trainer import finetune_learner
+    from medseg.inference import make_preprocess
+    dls = slice_dls(args.data, label_dir=args.label_dir, image_suffix=args.image_suffix, label_suffix=args.label_suffix,
+                    preprocess=make_preprocess(args.preprocess), labels=args.labels, size=args.size, bs=args.bs,
+                    augs='default', seed=args.seed, device=args.device or 'cpu')
+    pre = args.init if args.init else contrastive_encoder(widths=tuple(args.widths))
+    learn = finetune_learner(dls, pre, init=args.init_mode, freeze_epochs=args.freeze_epochs, lr=args.lr)
+    with learn.no_logging(): learn.fit(args.epochs)
+    names, last = learn.recorder.metric_names[1:-1], learn.recorder.values[-1]
+    model = learn.model.cpu().eval()
+    w = save_model(model, args.out, preprocess=args.preprocess, size=[args.size, args.size], axis=2, method='finetune',
+                   init=str(args.init) if args.init else 'random', labels=args.labels)
+    print('last epoch: ' + ', '.join(f'{n} {v:.4f}' for n, v in zip(names, last) if v is not None))
+    print(f"weights: {w}  (use: medseg predict {w} IMAGE.nii.gz -o MASK.nii.gz)")
+    return 0
+
+def _pretrain_args(a, out):
+    a.add_argument('--data', required=True, help='folder of NIfTI images')
+    a.add_argument('--out', default=out, help=f'encoder file to write (default {out})')
+    a.add_argument('--image-suffix', default='', help='images are {id}{suffix}.nii.gz')
+    a.add_argument('--label-suffix', default='_label', help='label maps are {id}{suffix}.nii.gz (and are not taken as images)')
+    a.add_argument('--preprocess', default='mr', type=_window_or_name, help="'mr', 'ct', 'none' or 'C,W' (default mr)")
+    a.add_argument('--size', type=int, default=128, help='slice size (default 128)')
+    a.add_argument('--middle', type=float, default=0.3, help='central fraction of each scan (default 0.3; 0 or 1: all slices)')
+    a.add_argument('--epochs', type=int, default=20)
+    a.add_argument('--bs', type=int, default=32)
+    a.add_argument('--lr', type=float, default=1e-3)
+    a.add_argument('--widths', type=_ints, default=[32, 64, 128, 256, 512], help='encoder channels per level (default 32,64,128,256,512)')
+    a.add_argument('--max-scans', type=int, default=None, help='use only the first scans, for quick runs')
+    a.add_argument('--device', default=None, help="'cuda' or 'cpu' (default: cuda when available)")
+    a.add_argument('--seed', type=int, default=0)
+
 def build_parser()->argparse.ArgumentParser:
     "The `medseg` argument parser with its sub-commands."
     p = argparse.ArgumentParser(prog='medseg', description='Label-efficient medical image segmentation.')
@@ -159,6 +218,35 @@ def build_parser()->argparse.ArgumentParser:
     a.add_argument('--seed', type=int, default=0)
     a.add_argument('--quiet', action='store_true', help='no progress bar')
     a.set_defaults(func=_cmd_train_accseg)
+    pc = tsub.add_parser('polycl', help='PolyCL (or SimCLR) contrastive pretraining of a U-Net encoder on a folder of scans')
+    _pretrain_args(pc, 'polycl_encoder.pt')
+    pc.add_argument('--rule', choices=('organ', 'scan', 'both', 'simclr'), default='organ', help='example selection (default organ = PolyCL-O); simclr: the baseline')
+    pc.add_argument('--label-dir', default=None, help='folder of label maps for the organ flags (default: --data)')
+    pc.add_argument('--labels', type=_ints, default=None, help="organ label values, e.g. '51,52' (default: any label > 0)")
+    pc.set_defaults(func=_cmd_train_polycl)
+    sl = tsub.add_parser('ssl', help='self-supervised pretraining (masked-pixel regression or global+local contrast) on a folder of scans')
+    _pretrain_args(sl, 'ssl_encoder.pt')
+    sl.add_argument('--method', choices=('masked', 'contrastive'), default='masked', help='default masked')
+    sl.set_defaults(func=_cmd_train_ssl)
+    ft = tsub.add_parser('finetune', help='supervised U-Net training with the Dice loss, from a pretrained encoder (--init) or from scratch')
+    ft.add_argument('--data', required=True, help='folder of NIfTI images')
+    ft.add_argument('--label-dir', default=None, help='folder of label maps (default: --data)')
+    ft.add_argument('--image-suffix', default='')
+    ft.add_argument('--label-suffix', default='_label')
+    ft.add_argument('--labels', type=_ints, default=None, help="label values forming the mask, e.g. '51,52' (default > 0)")
+    ft.add_argument('--init', default=None, help='encoder (or U-Net) file from medseg train polycl|ssl (default: random init)')
+    ft.add_argument('--init-mode', choices=('encoder', 'unet'), default='encoder', help="'unet': also reuse a pretrained decoder")
+    ft.add_argument('--freeze-epochs', type=int, default=0, help='first epochs with the encoder frozen')
+    ft.add_argument('--out', default='finetuned_unet.pt', help='weights file to write')
+    ft.add_argument('--preprocess', default='mr', type=_window_or_name)
+    ft.add_argument('--size', type=int, default=128)
+    ft.add_argument('--epochs', type=int, default=20)
+    ft.add_argument('--bs', type=int, default=8)
+    ft.add_argument('--lr', type=float, default=1e-3)
+    ft.add_argument('--widths', type=_ints, default=[32, 64, 128, 256, 512], help='encoder widths without --init')
+    ft.add_argument('--device', default=None)
+    ft.add_argument('--seed', type=int, default=0)
+    ft.set_defaults(func=_cmd_train_finetune)
     t.set_defaults(func=lambda args: (t.print_help(), 1)[1])
     i = sub.add_parser('info', help='describe NIfTI files: grid, orientation, intensities, label volumes')
     i.add_argument('files', nargs='+', metavar='FILE', help='NIfTI files (.nii or .nii.gz)')
