@@ -16,13 +16,13 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from fastai.callback.schedule import ParamScheduler, SchedNo, SchedLin, combine_scheds
-from fastai.learner import Metric
 from fastai.optimizer import Adam
 
 from .models import ResnetGenerator, PatchDiscriminator, build_model, save_model, count_params
 from .mind import mind_loss, cc_loss
 from .patchnce import PatchNCELoss
 from .data import unpaired_dls
+from .metrics import DiceMetric
 from .trainer import MultiNet, TermLoss, ExtraOptimizer, multi_learner, frozen_call, dice_loss, term_metrics
 
 # %% auto #0
@@ -141,22 +141,11 @@ def d_loss(learn)->torch.Tensor:
     return 0.5*(gan_loss(m.discriminate(o.xb), True, mode) + gan_loss(m.discriminate(o.fake.detach()), False, mode))
 
 # %% ../nbs/21_accseg.ipynb #5522a66a
-class FakeDice(Metric):
-    "Mean per-image hard Dice of S(G(I_A)) against the source label (1 when both are empty)."
-    def reset(self): self.total, self.count = 0., 0
-    def accumulate(self, learn):
-        o, y = learn.pred, learn.yb[0]
-        with torch.no_grad():
-            p = (o.seg > 0) if o.seg.shape[1] == 1 else o.seg.argmax(1, keepdim=True) > 0
-            t = y.reshape(p.shape) > 0
-            dims = tuple(range(1, p.ndim))
-            inter, tot = (p & t).sum(dims).float(), (p.sum(dims) + t.sum(dims)).float()
-            d = torch.where(tot > 0, 2*inter/tot.clamp_min(1), torch.ones_like(tot))
-        self.total = self.total + d.sum(); self.count += len(d)     # stays on the device: no sync per batch
-    @property
-    def value(self): return float(self.total)/self.count if self.count else None
-    @property
-    def name(self): return 'fake_dice'
+def _seg_logits(learn): return learn.pred.seg
+
+class FakeDice(DiceMetric):
+    "Mean per-image hard Dice of S(G(I_A)) (class 1) against the source label (1 when both are empty)."
+    def __init__(self): super().__init__(pred_fn=_seg_logits, name='fake_dice')
 
 def accseg_learner(dls, # DataLoaders of (xa, xb, ya) batches, e.g. `medseg.data.unpaired_dls`
                    model:AccSegNet|None=None, # the networks (default: `AccSegNet(**model_kw)`)

@@ -23,6 +23,7 @@ from .registration import warp, upsample_flow, lowpass, relative_similarity
 from .trainer import MultiNet, TermLoss, multi_learner, fit_stages, term_metrics
 from .data import make_dls
 from .synthetic import toy_pairs
+from .metrics import batch_dice
 
 # %% auto #0
 __all__ = ['REG_INPUTS', 'DEFAULT_LAMBDAS', 'STAGES', 'CoopOut', 'CoopNet', 'seg_loss', 'reg_loss', 'pair_loss', 'CoopLoss',
@@ -138,12 +139,6 @@ class CoopLoss(TermLoss):
         self.lambdas = dict(self.weights)
 
 # %% ../nbs/22_cooperative.ipynb #f2ac0849
-def _hard_dice(p, t):
-    "Per-item Dice of bool tensors (B, ...) -> (B,) float64; 1 where both are empty."
-    dims = tuple(range(1, p.ndim))
-    inter, tot = (p & t).sum(dims).double(), (p.sum(dims) + t.sum(dims)).double()
-    return torch.where(tot > 0, 2*inter/tot.clamp_min(1), torch.ones_like(tot))
-
 class PairDice(Metric):
     "Mean per-item hard Dice: of ŝ1 (which=1) or ŝ2 (which=2) against its ground truth, or of θ(m1) against s2 ('reg')."
     def __init__(self, which): 
@@ -154,10 +149,10 @@ class PairDice(Metric):
         o, (s1, s2) = learn.pred, learn.yb
         if self.which == 'reg':
             if o.warped is None: return
-            d = _hard_dice(o.warped > 0.5, s2 > 0.5)
+            d = batch_dice(o.warped > 0.5, s2 > 0.5)
         else:
             k = self.which - 1
-            d = _hard_dice(o.seg[:, k:k + 1] > 0, (s1, s2)[k] > 0.5)
+            d = batch_dice(o.seg[:, k:k + 1] > 0, (s1, s2)[k] > 0.5)
         self.total += d.sum().item(); self.count += len(d)
     @property
     def value(self): return self.total/self.count if self.count else None
@@ -250,7 +245,7 @@ def evaluate_pairs(model:CoopNet, # trained networks
     nd = p.ndim - 2
     rp = relative_similarity(p[:, :1], p[:, 1:], family, ndim=nd, **kw)
     rg = relative_similarity(g1, g2, family, ndim=nd, **kw)
-    return pd.DataFrame(dict(dice1=_hard_dice(p[:, :1], g1).numpy(), dice2=_hard_dice(p[:, 1:], g2).numpy(),
+    return pd.DataFrame(dict(dice1=batch_dice(p[:, :1], g1).numpy(), dice2=batch_dice(p[:, 1:], g2).numpy(),
                              plain_pred=rp.plain, ds_pred=rp.dice, plain_gt=rg.plain, ds_gt=rg.dice, ds_diff=rp.dice - rg.dice))
 
 # %% ../nbs/22_cooperative.ipynb #46bd7122
