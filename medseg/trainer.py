@@ -287,8 +287,9 @@ def dice_loss(logits:torch.Tensor, # (B, C, *S) raw network output; C = 1: sigmo
               target:torch.Tensor, # (B, 1, *S) or (B, *S): binary mask (C = 1) or class indices (C > 1)
               include_background:bool=True, # C > 1: also score class 0
               eps:float=1e-5, # smoothing of numerator and denominator
-             )->torch.Tensor: # scalar: mean over images and classes
-    "Soft Dice loss 1 - (2|P∩Y|+eps)/(|P|+|Y|+eps) per image and class, averaged."
+              batch:bool=False, # sum over the batch too: one Dice per class (True) instead of one per image and class
+             )->torch.Tensor: # scalar: mean over images (unless `batch`) and classes
+    "Soft Dice loss 1 - (2|P∩Y|+eps)/(|P|+|Y|+eps) per image (or per batch) and class, averaged."
     if logits.ndim < 3: raise ValueError(f"logits must be (B, C, *spatial), got shape {tuple(logits.shape)}")
     t = target if target.ndim == logits.ndim else target.unsqueeze(1)
     if t.shape[0] != logits.shape[0] or t.shape[2:] != logits.shape[2:] or t.shape[1] != 1:
@@ -298,7 +299,7 @@ def dice_loss(logits:torch.Tensor, # (B, C, *S) raw network output; C = 1: sigmo
         p = torch.softmax(logits, 1)
         y = F.one_hot(t[:, 0].long(), logits.shape[1]).movedim(-1, 1).to(logits.dtype)
         if not include_background: p, y = p[:, 1:], y[:, 1:]
-    dims = tuple(range(2, logits.ndim))
+    dims = (0, *range(2, logits.ndim)) if batch else tuple(range(2, logits.ndim))
     inter, tot = (p*y).sum(dims), p.sum(dims) + y.sum(dims)
     return (1 - (2*inter + eps)/(tot + eps)).mean()
 
@@ -373,6 +374,7 @@ def finetune_learner(dls, # DataLoaders of (x, y) slice batches, e.g. `medseg.da
                      metrics=None, # default: per-image Dice
                      cbs=None, # more callbacks
                      lean:bool=True, # no progress bar
+                     loss_func=dice_loss, # the segmentation loss, e.g. `partial(dice_loss, batch=True)`
                      **kwargs, # more `Learner` arguments
                     )->LeanLearner:
     "A fastai Learner fine-tuning a U-Net with the Dice loss from a pretrained encoder, or the whole pretrained U-Net but its last layer."
@@ -386,7 +388,7 @@ def finetune_learner(dls, # DataLoaders of (x, y) slice batches, e.g. `medseg.da
         if unexpected or sorted(missing) != ['head.bias', 'head.weight']:
             raise ValueError(f"pretrained decoder does not match: missing {missing}, unexpected {unexpected}")
     cbs = [] if cbs is None else [cbs] if isinstance(cbs, Callback) else list(cbs)
-    learn = LeanLearner(dls, model, loss_func=dice_loss, lr=lr, opt_func=opt_func, wd=wd,
+    learn = LeanLearner(dls, model, loss_func=loss_func, lr=lr, opt_func=opt_func, wd=wd,
                         metrics=[DiceMetric()] if metrics is None else metrics,
                         cbs=[FreezeEncoder(freeze_epochs), *cbs], **kwargs)
     return make_lean(learn) if lean else learn
