@@ -27,8 +27,8 @@ from .ssl import ssl_dls, pixel_corruption, masked_regression_learner, contrasti
 
 # %% auto #0
 __all__ = ['LE_METHODS', 'LE_NAMES', 'CPU_SETTINGS', 'FULL_SETTINGS', 'FT_AUGS', 'load_folder', 'split_train_test',
-           'labelled_subsets', 'pretrain', 'StopAfter', 'finetune', 'evaluate', 'label_efficiency', 'summarize',
-           'mean_dice', 'plot_label_efficiency']
+           'labelled_subsets', 'pretrain', 'StopAfter', 'finetune', 'evaluate', 'label_efficiency', 'seed_stats',
+           'summarize', 'mean_dice', 'plot_label_efficiency']
 
 # %% ../nbs/30_label_efficiency.ipynb #b5381a54
 LE_METHODS = ('random', 'simclr', 'polycl-s', 'polycl-o', 'masked', 'contrastive')   # in the order of the tables
@@ -137,7 +137,7 @@ def finetune(pretrained, # encoder or U-Net from `pretrain`
              bs:int=16, # minibatch size
              lr:float=1e-3, # learning rate (Adam)
              augs='paper', # 'paper' (`finetune_augs()`: translation, crop, elastic), 'crop' (no elastic), None, or a list
-             prior:float|None=0.01, # initial foreground probability of the new head (its bias = logit(prior)); None: default init
+             prior:float|None=0.01, # initial foreground probability of the new head (see `finetune_learner`); None: default init
              seed:int=0, # seed of decoder initialisation, order and augmentation
              device=None, # 'cuda' or 'cpu' (default: cuda if available)
             )->UNet: # the fine-tuned U-Net (on the CPU, eval mode)
@@ -149,10 +149,7 @@ def finetune(pretrained, # encoder or U-Net from `pretrain`
         augs = FT_AUGS[augs]()
     dls = slice_dls(scans, labels=labels, size=size, middle=middle, valid_pct=0, bs=bs, seed=seed, device=device, augs=augs)
     learn = finetune_learner(dls, pretrained, init=init, lr=lr, loss_func=partial(dice_loss, batch=True), metrics=[],
-                             cbs=StopAfter(steps))
-    if prior is not None:
-        if not 0 < prior < 1: raise ValueError(f"prior must be in (0, 1), got {prior}")
-        with torch.no_grad(): learn.model.decoder.head.bias.fill_(math.log(prior/(1 - prior)))
+                             prior=prior, cbs=StopAfter(steps))
     _quiet_fit(learn, math.ceil(steps/len(dls.train)))
     return learn.model.cpu().eval()
 
@@ -168,14 +165,14 @@ def _cut(vol:Volume, z0, z1)->Volume:
     return Volume(np.ascontiguousarray(vol.array[:, :, z0:z1]), aff)
 
 def evaluate(model:torch.nn.Module, # a 2D segmentation network, one logit channel
-             scans:dict, # test scans: id -> (image, label)
-             labels=None, # label values of the structure (None: any label > 0)
+             scans:dict|ScanStore, # test scans: id -> (image, label), or a `ScanStore` of them (reused: loaded once)
+             labels=None, # label values of the structure (None: any label > 0; ignored for a `ScanStore`)
              size:int=64, # slice size the model expects
              middle:float|None=0.5, # central fraction of each scan's slices that is segmented and scored
              device=None, # where to run (default: cuda if available)
             )->pd.DataFrame: # one row per scan: scan, dice, hd95 (mm), pred_empty, vol_true, vol_pred (ml), in_slab
     "Dice and HD95 (mm) of a 2D model on the central slab of each test scan."
-    store, device = ScanStore(scans, 'mr', labels), _device(device)
+    store, device = scans if isinstance(scans, ScanStore) else ScanStore(scans, 'mr', labels), _device(device)
     rows = []
     for sid, (z0, z1) in _slab(store, middle).items():
         x, m = store[sid]
@@ -209,6 +206,7 @@ def label_efficiency(train:dict, # training scans: id -> (image, label); all are
     for m in methods:
         if m not in LE_METHODS: raise ValueError(f"unknown method {m!r}; choose from {LE_METHODS}")
     subsets = {s: labelled_subsets(train, ns, s) for s in seeds}
+    test_store = ScanStore(test, 'mr', labels)   # preprocessed once for every evaluation
     rows, t0 = [], time.perf_counter()
     for m in methods:
         net, init, info = pretrain(m, train, labels, size, middle, widths, pre_epochs, pre_bs, pre_lr, 0, device)
@@ -219,21 +217,26 @@ def label_efficiency(train:dict, # training scans: id -> (image, label); all are
                 t1 = time.perf_counter()
                 model = finetune(net, init, {k: train[k] for k in ids}, labels, size, middle, ft_steps, ft_bs, ft_lr,
                                  ft_augs, prior, seed=1000*s + n, device=device)
-                ev = evaluate(model, test, labels, size, middle, device)
+                ev = evaluate(model, test_store, size=size, middle=middle, device=device)
                 rows.append(ev.assign(method=m, n=int(n), seed=int(s), labelled=' '.join(ids),
                                       pre_seconds=info['seconds'], ft_seconds=time.perf_counter() - t1))
                 log(f"[{time.perf_counter() - t0:6.0f} s] {m} N={n} seed={s}: test Dice {ev.dice.mean():.3f}")
     cols = ['method', 'n', 'seed', 'scan', 'dice', 'hd95', 'pred_empty', 'vol_true', 'vol_pred', 'in_slab', 'labelled', 'pre_seconds', 'ft_seconds']
     return pd.concat(rows, ignore_index=True)[cols]
 
+def seed_stats(df:pd.DataFrame, # the table of `label_efficiency`
+               metric:str='dice', # 'dice' or 'hd95'
+              )->pd.DataFrame: # index (method, n); columns mean, std (0 for a single seed)
+    "Mean and std over seeds of the per-seed mean of `metric` over the test scans."
+    per_seed = df.groupby(['method', 'n', 'seed'])[metric].mean()
+    return per_seed.groupby(['method', 'n']).agg(['mean', 'std']).fillna(0.)
+
 def summarize(df:pd.DataFrame, # the table of `label_efficiency`
               metric:str='dice', # 'dice' or 'hd95'
              )->pd.DataFrame: # rows: methods (in `LE_METHODS` order), columns: N; values 'mean ± std'
-    "Mean ± std over seeds of the per-seed mean of `metric` over the test scans, per method and N."
-    per_seed = df.groupby(['method', 'n', 'seed'])[metric].mean()
-    agg = per_seed.groupby(['method', 'n']).agg(['mean', 'std'])
+    "Mean ± std over seeds of the per-seed mean of `metric` over the test scans, per method and N (a table)."
     fmt = '{:.3f} ± {:.3f}' if metric == 'dice' else '{:.1f} ± {:.1f}'
-    tab = agg.apply(lambda r: fmt.format(r['mean'], 0. if np.isnan(r['std']) else r['std']), axis=1).unstack('n')
+    tab = seed_stats(df, metric).apply(lambda r: fmt.format(r['mean'], r['std']), axis=1).unstack('n')
     order = [m for m in LE_METHODS if m in tab.index]
     tab = tab.loc[order]; tab.index = [LE_NAMES[m] for m in order]; tab.columns = [f'N={n}' for n in tab.columns]
     return tab
@@ -241,7 +244,7 @@ def summarize(df:pd.DataFrame, # the table of `label_efficiency`
 def mean_dice(df:pd.DataFrame, # the table of `label_efficiency`
              )->pd.DataFrame: # rows: methods, columns: N; mean over seeds of the per-seed mean test Dice
     "The numbers behind `summarize` (Dice means), for comparisons."
-    return df.groupby(['method', 'n', 'seed']).dice.mean().groupby(['method', 'n']).mean().unstack('n')
+    return seed_stats(df)['mean'].unstack('n')
 
 # %% ../nbs/30_label_efficiency.ipynb #bb511172
 def plot_label_efficiency(df:pd.DataFrame, # the table of `label_efficiency`
@@ -251,8 +254,7 @@ def plot_label_efficiency(df:pd.DataFrame, # the table of `label_efficiency`
     "Test `metric` against the number of labelled scans, one line per method (mean ± std over seeds)."
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(5.5, 3.6))
-    per_seed = df.groupby(['method', 'n', 'seed'])[metric].mean()
-    agg = per_seed.groupby(['method', 'n']).agg(['mean', 'std']).fillna(0.)
+    agg = seed_stats(df, metric)
     for m in [m for m in LE_METHODS if m in agg.index.get_level_values(0)]:
         a = agg.loc[m]
         ax.errorbar(a.index, a['mean'], yerr=a['std'], marker='o', ms=4, capsize=3, label=LE_NAMES[m],

@@ -6,6 +6,7 @@ Docs: https://medseg.github.io/medseg/trainer.html.md"""
 
 # %% ../nbs/15_trainer.ipynb #5e82ac5c
 from __future__ import annotations
+import math
 from copy import deepcopy
 from functools import partial
 from pathlib import Path
@@ -375,13 +376,18 @@ def finetune_learner(dls, # DataLoaders of (x, y) slice batches, e.g. `medseg.da
                      cbs=None, # more callbacks
                      lean:bool=True, # no progress bar
                      loss_func=dice_loss, # the segmentation loss, e.g. `partial(dice_loss, batch=True)`
+                     prior:float|None=None, # one output channel: start the new head at this foreground probability (bias = logit(prior))
                      **kwargs, # more `Learner` arguments
                     )->LeanLearner:
     "A fastai Learner fine-tuning a U-Net with the Dice loss from a pretrained encoder, or the whole pretrained U-Net but its last layer."
     if init not in ('encoder', 'unet'): raise ValueError(f"init must be 'encoder' or 'unet', got {init!r}")
     enc, pre = _pretrained_parts(pretrained, init == 'unet')
     if init == 'unet' and pre is None: raise ValueError("init='unet' needs a pretrained U-Net (encoder + decoder); an encoder alone was given")
+    if prior is not None and (out_ch != 1 or not 0 < prior < 1):
+        raise ValueError(f"prior needs out_ch=1 and a probability in (0, 1), got out_ch={out_ch}, prior={prior}")
     model = UNet.from_encoder(deepcopy(enc) if copy else enc, out_ch=out_ch)
+    if prior is not None:
+        with torch.no_grad(): model.decoder.head.bias.fill_(math.log(prior/(1 - prior)))
     if init == 'unet':
         body = {k: v for k, v in pre.decoder.state_dict().items() if not k.startswith('head.')}
         missing, unexpected = model.decoder.load_state_dict(body, strict=False)
