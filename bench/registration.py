@@ -16,7 +16,7 @@ table per section and collects their dicts into the final JSON line under `secti
   (5, -7, 3) voxels; translation and elastic D_S (3D defaults: fit on every 2nd voxel), median time of
   `--repeats` calls each.
 * `spine` — the real T1/T2 spinal-cord masks (DATA_DIR/mr/sct_t{1,2}_cord, common 1 mm grid through
-  `medseg.data.PairedStore`, intersection of the fields of view): plain Dice, translation and elastic D_S (3D).
+  `medseg.scans.PairedStore`, intersection of the fields of view): plain Dice, translation and elastic D_S (3D).
   The folder is DATA_DIR, else $MEDSEG_DATA, else `shared/data` beside the checkout (`medseg.io.data_dir`);
   skipped (reported as such) when none exists.
 
@@ -125,7 +125,7 @@ def bench_spine(args):
         print(f'spine: skipped ({e})'); return dict(skipped=True, rows=[], checks={})
     if not (mr/'sct_t1_cord.nii.gz').exists():
         print(f'spine: skipped (no {mr/"sct_t1_cord.nii.gz"})'); return dict(skipped=True, rows=[], checks={})
-    from medseg.data import PairedStore
+    from medseg.scans import PairedStore
     sc = PairedStore({'sct': tuple(mr/f'sct_{k}.nii.gz' for k in ('t1', 't1_cord', 't2', 't2_cord'))}, spacing=1.)['sct']
     c1, c2 = sc['s1'].array, sc['s2'].array
     rows, res = [], {}

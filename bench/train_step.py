@@ -4,7 +4,7 @@ Two problems, in one run:
 
 * `unet`: `medseg.models.UNet` (1 -> 1 channel, `--depth`, `--width`), BCE-with-logits on a fixed batch of
   `--batch` x 1 x `--size` x `--size`;
-* `toy2net`: the two-network pattern of `medseg.trainer` (nbs/15_trainer.ipynb): segmenter A in the
+* `toy2net`: the two-network pattern of `medseg.trainer` (nbs/20_trainer.ipynb): segmenter A in the
   Learner's optimizer with a `TermLoss` (supervised BCE + 0.1 x adversarial term through `frozen_call(B)`),
   critic B stepped by an `ExtraOptimizer` on A's detached output.
 
@@ -26,7 +26,7 @@ What is timed:
   and the (empty) validation are reported separately as `fit_ms` (whole `fit` per step) and not in the ratio.
 
 The Learner is medseg's `LeanLearner` (fastai's `Learner` with an event dispatch that calls only the
-callbacks defining each event; see nbs/15_trainer.ipynb), with `make_lean` (no progress bar) and a silent
+callbacks defining each event; see nbs/20_trainer.ipynb), with `make_lean` (no progress bar) and a silent
 logger; the Recorder, TrainEvalCallback and CastToTensor (fastai's defaults) stay. For comparison the table
 also shows fastai's stock `Learner` with the same callbacks (`stock`; off with --no-stock). One warm-up fit / loop of `steps` is run first and
 not timed. Each repeat times the bare loop and the Learner back to back (alternating which goes first), and

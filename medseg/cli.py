@@ -1,4 +1,4 @@
-"""The `medseg` console script: `demo` trains the unsupervised segmenter and shows what it does, `train` trains a method from NIfTI folders (AccSeg-Net, PolyCL/SimCLR and self-supervised pretraining, fine-tuning), `predict` segments a scan with trained weights, `info` describes a scan.
+"""The `medseg` console script, a thin layer over the library: `train NAME` for every registered method (its options generated from the method's signature), `predict` segments a scan with trained weights, `demo` trains the unsupervised segmenter and shows what it does, `info` describes a scan. `python -m medseg` is the same command.
 
 Docs: https://medseg.github.io/medseg/cli.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://medseg.github.io/medseg/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #85026b83
 from __future__ import annotations
-import argparse, sys
+import argparse, os, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -54,16 +54,17 @@ def format_info(info:dict)->str:
         for v, d in info['labels'].items(): lines.append(f"    {v:>6}: {d['voxels']:>9} voxels  {d['ml']:10.2f} ml")
     return '\n'.join(lines)
 
-# %% ../nbs/90_cli.ipynb #19d2f4c4
+# %% ../nbs/90_cli.ipynb #452e8f11
+class _Parser(argparse.ArgumentParser):
+    "An ArgumentParser whose errors are one line, `medseg: error: ...`, exit code 2."
+    def error(self, message):
+        sys.stderr.write(f"medseg: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(2)
+
 def _cmd_info(args):
     for f in args.files:
         print(format_info(scan_info(f, labels=True if args.labels else None, max_labels=args.max_labels)))
     return 0
-
-def _window_or_name(v):
-    "'ct', 'mr', 'none', or 'C,W' for a HU window."
-    if ',' in v: return [float(a) for a in v.split(',')]
-    return v
 
 def _cmd_demo(args):
     from medseg.acwe import demo
@@ -78,176 +79,94 @@ def _cmd_demo(args):
     return 0
 
 def _cmd_predict(args):
-    from medseg.inference import predict_file, make_preprocess
-    kw = {}
-    if args.preprocess is not None: kw['preprocess'] = make_preprocess(_window_or_name(args.preprocess))
-    if args.size is not None: kw['size'] = (args.size, args.size)
+    from medseg.models import load_model
+    from medseg.io import save_nifti
+    from medseg.scans import make_preprocess
+    from medseg.inference import predict_volume, predict_pair, inference_settings, pair_settings
+    model, extra = load_model(args.weights, with_extra=True)
+    paired = extra.get('inputs', 1) == 2
+    if paired != (args.image2 is not None):
+        raise ValueError(f"{args.weights} segments pairs of scans: give --image2 and --output2" if paired else
+                         f"{args.weights} segments single scans: --image2 is only for models of `medseg train cooperative`")
+    kw = (pair_settings if paired else inference_settings)(extra)
+    if args.preprocess is not None: kw['preprocess'] = make_preprocess(args.preprocess)
+    if args.size is not None: kw['size'] = (args.size, args.size); kw.pop('spacing', None)
     if args.axis is not None: kw['axis'] = args.axis
-    out = predict_file(args.weights, args.image, args.output, **kw)
-    print(f"mask written to {out}")
+    if args.device is not None: kw['device'] = args.device
+    if paired:
+        if args.output2 is None: raise ValueError("--output2 is required with --image2: where to write the second mask")
+        m1, m2 = predict_pair(model, args.image, args.image2, **kw)
+        print(f"masks written to {save_nifti(m1, args.output)} and {save_nifti(m2, args.output2)}")
+    else: print(f"mask written to {save_nifti(predict_volume(model, args.image, **kw), args.output)}")
     return 0
 
-def _weights_arg(v):
-    "'nce=0,mind=0' -> {'nce': 0.0, 'mind': 0.0}."
-    out = {}
-    for part in filter(None, v.split(',')):
-        k, sep, val = part.partition('=')
-        if not sep: raise argparse.ArgumentTypeError(f"loss weights are name=value pairs separated by commas, got {part!r}")
-        try: out[k.strip()] = float(val)
-        except ValueError: raise argparse.ArgumentTypeError(f"weight of {k!r} is not a number: {val!r}")
-    return out
-
-def _cmd_train_accseg(args):
-    from medseg.accseg import train_accseg
-    r = train_accseg(args.source, args.source_labels or args.source, args.target, args.out, image_suffix=args.image_suffix,
-                     label_suffix=args.label_suffix, target_suffix=args.target_suffix, source_preprocess=args.source_preprocess,
-                     target_preprocess=args.target_preprocess, size=args.size, epochs=args.epochs, decay_epochs=args.decay_epochs,
-                     bs=args.bs, lr=args.lr, sizes=args.sizes, seg=args.seg, weights=args.weights, seed=args.seed,
-                     device=args.device, progress=not args.quiet)
-    last = r['last']
-    print(f"trained in {r['train_seconds']:.0f} s on {r['n_source_train']} source slices")
-    if last.get('valid_fake_dice') is not None: print(f"validation Dice of S(G(source)) vs source labels: {last['valid_fake_dice']:.3f}")
-    print(f"history: {r['history']}")
-    print(f"weights: {r['weights']}  (use: medseg predict {r['weights']} TARGET.nii.gz -o MASK.nii.gz)")
+def _cmd_train(args, opts):
+    from medseg.runner import train
+    t0 = time.time()
+    r = train(args.method, args.data, args.out, **opts)
+    last = r.history.iloc[-1].to_dict() if len(r.history) else {}
+    cols = [k for k in last if k not in ('stage', 'epoch', 'seconds') and last[k] == last[k]]
+    print(f"trained {r.method} in {time.time() - t0:.0f} s ({len(r.history)} epochs)" + (
+          '; last epoch: ' + ', '.join(f'{k} {last[k]:.4f}' for k in cols) if cols else ''))
+    print(f"run folder: {r.out} (history.csv, config.json)")
+    print(f"weights: {r.weights}  (use: medseg predict {r.weights} IMAGE.nii.gz -o MASK.nii.gz)")
     return 0
 
-def _ints(v):
-    "'51,52' -> [51, 52]."
-    try: return [int(a) for a in v.split(',') if a.strip()]
-    except ValueError: raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {v!r}")
+_METAVARS = {int: 'N', float: 'X', tuple: 'A,B,..', list: 'A,B,..', dict: 'K=V,..'}
 
-def _pretrain_common(args):
-    return dict(image_suffix=args.image_suffix, label_suffix=args.label_suffix, preprocess=args.preprocess, size=args.size,
-                middle=args.middle if 0 < args.middle < 1 else None, epochs=args.epochs, bs=args.bs, lr=args.lr,
-                widths=tuple(args.widths), max_scans=args.max_scans, seed=args.seed, device=args.device)
+def _help(o)->str:
+    d = '' if o.default is None or o.default == '' else f" (default: {','.join(map(str, o.default)) if isinstance(o.default, tuple) else o.default})"
+    return (o.help or '').replace('%', '%%') + d
 
-def _cmd_train_polycl(args):
-    from medseg.polycl import pretrain_polycl, pretrain_simclr
-    kw = _pretrain_common(args)
-    if args.rule == 'simclr': f = pretrain_simclr(args.data, args.out, **kw)
-    else: f = pretrain_polycl(args.data, args.out, rule=args.rule, labels=args.labels, label_dir=args.label_dir, **kw)
-    print(f"encoder: {f}  (fine-tune: medseg train finetune --data IMAGES --label-dir LABELS --init {f})")
-    return 0
+def _add_train(sub):
+    "`medseg train NAME` for every registered method, its options from the registry."
+    from medseg.runner import load_methods
+    t = sub.add_parser('train', help='train a method: ' + ', '.join(sorted(load_methods())))
+    tsub = t.add_subparsers(dest='method', metavar='METHOD', parser_class=_Parser)
+    for name, m in sorted(load_methods().items()):
+        p = tsub.add_parser(name, help=m.help, description=m.help)
+        p.add_argument('data', help='the scans: a folder of NIfTI files, a manifest (.csv) or a Decathlon folder (with dataset.json)')
+        p.add_argument('--out', default=None, help=f'the run folder (default: ./medseg-{name})')
+        groups = {g: p.add_argument_group(f'{g} options') for g in ('data', 'method', 'run')}
+        for o in m.options().values():
+            kw = dict(dest=o.name, default=argparse.SUPPRESS, help=_help(o))
+            if o.type is bool: kw['action'] = argparse.BooleanOptionalAction
+            else: kw['metavar'] = '{' + ','.join(map(str, o.choices)) + '}' if o.choices else _METAVARS.get(o.type, 'TEXT')
+            groups[o.group].add_argument(o.flag, **kw)
+        p.set_defaults(func=_cmd_train)
+    t.set_defaults(func=lambda args: (t.print_help(), 1)[1])
 
-def _cmd_train_ssl(args):
-    from medseg.ssl import pretrain_ssl
-    f = pretrain_ssl(args.data, args.out, method=args.method, **_pretrain_common(args))
-    print(f"encoder: {f}  (fine-tune: medseg train finetune --data IMAGES --label-dir LABELS --init {f})")
-    return 0
-
-def _cmd_train_finetune(args):
-    from medseg.data import slice_dls
-    from medseg.models import contrastive_encoder, save_model
-    from medseg.trainer import finetune_learner
-    from medseg.inference import make_preprocess
-    dls = slice_dls(args.data, label_dir=args.label_dir, image_suffix=args.image_suffix, label_suffix=args.label_suffix,
-                    preprocess=make_preprocess(args.preprocess), labels=args.labels, size=args.size, bs=args.bs,
-                    augs='default', seed=args.seed, device=args.device or 'cpu')
-    pre = args.init if args.init else contrastive_encoder(widths=tuple(args.widths))
-    learn = finetune_learner(dls, pre, init=args.init_mode, freeze_epochs=args.freeze_epochs, lr=args.lr)
-    with learn.no_logging(): learn.fit(args.epochs)
-    names, last = learn.recorder.metric_names[1:-1], learn.recorder.values[-1]
-    model = learn.model.cpu().eval()
-    w = save_model(model, args.out, preprocess=args.preprocess, size=[args.size, args.size], axis=2, method='finetune',
-                   init=str(args.init) if args.init else 'random', labels=args.labels)
-    print('last epoch: ' + ', '.join(f'{n} {v:.4f}' for n, v in zip(names, last) if v is not None))
-    print(f"weights: {w}  (use: medseg predict {w} IMAGE.nii.gz -o MASK.nii.gz)")
-    return 0
-
-def _pretrain_args(a, out):
-    a.add_argument('--data', required=True, help='folder of NIfTI images')
-    a.add_argument('--out', default=out, help=f'encoder file to write (default {out})')
-    a.add_argument('--image-suffix', default='', help='images are {id}{suffix}.nii.gz')
-    a.add_argument('--label-suffix', default='_label', help='label maps are {id}{suffix}.nii.gz (and are not taken as images)')
-    a.add_argument('--preprocess', default='mr', type=_window_or_name, help="'mr', 'ct', 'none' or 'C,W' (default mr)")
-    a.add_argument('--size', type=int, default=128, help='slice size (default 128)')
-    a.add_argument('--middle', type=float, default=0.3, help='central fraction of each scan (default 0.3; 0 or 1: all slices)')
-    a.add_argument('--epochs', type=int, default=20)
-    a.add_argument('--bs', type=int, default=32)
-    a.add_argument('--lr', type=float, default=1e-3)
-    a.add_argument('--widths', type=_ints, default=[32, 64, 128, 256, 512], help='encoder channels per level (default 32,64,128,256,512)')
-    a.add_argument('--max-scans', type=int, default=None, help='use only the first scans, for quick runs')
-    a.add_argument('--device', default=None, help="'cuda' or 'cpu' (default: cuda when available)")
-    a.add_argument('--seed', type=int, default=0)
-
-def build_parser()->argparse.ArgumentParser:
+def build_parser(methods:bool=True, # add `medseg train NAME` for the registered methods (imports them)
+                )->argparse.ArgumentParser:
     "The `medseg` argument parser with its sub-commands."
-    p = argparse.ArgumentParser(prog='medseg', description='Label-efficient medical image segmentation.')
-    sub = p.add_subparsers(dest='command', metavar='COMMAND')
+    p = _Parser(prog='medseg', description='Label-efficient medical image segmentation.')
+    p.add_argument('--debug', action='store_true', help='show the traceback of an error (also MEDSEG_DEBUG=1)')
+    sub = p.add_subparsers(dest='command', metavar='COMMAND', parser_class=_Parser)
     d = sub.add_parser('demo', help='train the unsupervised active-contour segmenter (built-in phantom, or --data) and write overlays, metrics, weights')
     d.add_argument('--out', default='medseg-demo', help='output folder (default: ./medseg-demo)')
     d.add_argument('--data', default=None, help='folder of NIfTI images to train on (default: the built-in phantom)')
     d.add_argument('--labels', default=None, help='folder of label maps for the metrics (optional)')
     d.add_argument('--label-suffix', default='', help='label files are {id}{suffix}.nii.gz in --labels')
-    d.add_argument('--preprocess', default='mr', type=_window_or_name, help="'ct', 'mr', 'none' or a HU window 'C,W' (NIfTI only)")
+    d.add_argument('--preprocess', default='mr', help="'ct', 'mr', 'zscore', 'none' or a HU window 'C,W' (NIfTI only)")
     d.add_argument('--epochs', type=int, default=10, help='training epochs (default 10)')
     d.add_argument('--size', type=int, default=128, help='slice size in pixels (default 128)')
     d.add_argument('--n-train', type=int, default=64, help='phantom images to train on (default 64)')
     d.add_argument('--seed', type=int, default=0)
     d.add_argument('--quiet', action='store_true', help='no progress bar')
     d.set_defaults(func=_cmd_demo)
-    pr = sub.add_parser('predict', help='segment a NIfTI volume slice by slice with trained 2D weights')
-    pr.add_argument('weights', help='weights file written by medseg (e.g. medseg-demo/rcnn_acwe.pt)')
+    pr = sub.add_parser('predict', help='segment a NIfTI volume (or a pair of them) slice by slice with trained weights')
+    pr.add_argument('weights', help='a model.pt written by medseg train (or demo)')
     pr.add_argument('image', help='NIfTI image')
     pr.add_argument('-o', '--output', required=True, help='where to write the mask (.nii.gz)')
-    pr.add_argument('--preprocess', default=None, help="override the preprocessing saved with the weights: 'ct', 'mr', 'none' or 'C,W'")
+    pr.add_argument('--image2', default=None, help='the second scan of the subject, for a model of `medseg train cooperative`')
+    pr.add_argument('--output2', default=None, help='where to write the mask of --image2')
+    pr.add_argument('--preprocess', default=None, help="override the preprocessing saved with the weights: 'ct', 'mr', 'zscore', 'none' or 'C,W'")
     pr.add_argument('--size', type=int, default=None, help='override the slice size saved with the weights')
     pr.add_argument('--axis', type=int, default=None, help='slicing axis of the canonical array (2: axial)')
+    pr.add_argument('--device', default=None, help="'cuda', 'cpu' (default: where the weights load, the CPU)")
     pr.set_defaults(func=_cmd_predict)
-    t = sub.add_parser('train', help='train a method from NIfTI folders')
-    tsub = t.add_subparsers(dest='method', metavar='METHOD')
-    a = tsub.add_parser('accseg', help='AccSeg-Net: segment a target modality with labels of a source modality only')
-    a.add_argument('--source', required=True, help='folder of source (e.g. CT) images')
-    a.add_argument('--source-labels', default=None, help='folder of their label maps (default: --source)')
-    a.add_argument('--target', required=True, help='folder of target-modality (e.g. MR) images, no labels')
-    a.add_argument('--out', default='medseg-accseg', help='output folder (default: ./medseg-accseg)')
-    a.add_argument('--image-suffix', default='', help='source images are {id}{suffix}.nii.gz')
-    a.add_argument('--label-suffix', default='_label', help='labels are {id}{suffix}.nii.gz (default _label)')
-    a.add_argument('--target-suffix', default='', help='only target files whose id ends with this')
-    a.add_argument('--source-preprocess', default='ct', type=_window_or_name, help="'ct', 'mr', 'none' or 'C,W' (default ct)")
-    a.add_argument('--target-preprocess', default='mr', type=_window_or_name, help="as above, for the target (default mr)")
-    a.add_argument('--size', type=int, default=128, help='slice size in pixels (default 128)')
-    a.add_argument('--epochs', type=int, default=20, help='epochs at constant learning rate (default 20)')
-    a.add_argument('--decay-epochs', type=int, default=None, help='epochs of linear decay to 0 (default: --epochs)')
-    a.add_argument('--bs', type=int, default=2, help='batch size (default 2)')
-    a.add_argument('--lr', type=float, default=2e-4, help='learning rate (default 2e-4)')
-    a.add_argument('--sizes', choices=('cpu', 'paper'), default='cpu', help="network widths: 'cpu' (narrow) or 'paper'")
-    a.add_argument('--seg', choices=('DuSEUNet', 'UNet', 'AttentionUNet', 'R2UNet'), default='DuSEUNet', help='segmenter')
-    a.add_argument('--weights', type=_weights_arg, default=None, help="loss weights, e.g. 'nce=0,mind=0' (terms: adv idt dice nce cc mind ac)")
-    a.add_argument('--device', default=None, help="'cuda' or 'cpu' (default: cuda when available)")
-    a.add_argument('--seed', type=int, default=0)
-    a.add_argument('--quiet', action='store_true', help='no progress bar')
-    a.set_defaults(func=_cmd_train_accseg)
-    pc = tsub.add_parser('polycl', help='PolyCL (or SimCLR) contrastive pretraining of a U-Net encoder on a folder of scans')
-    _pretrain_args(pc, 'polycl_encoder.pt')
-    pc.add_argument('--rule', choices=('organ', 'scan', 'both', 'simclr'), default='organ', help='example selection (default organ = PolyCL-O); simclr: the baseline')
-    pc.add_argument('--label-dir', default=None, help='folder of label maps for the organ flags (default: --data)')
-    pc.add_argument('--labels', type=_ints, default=None, help="organ label values, e.g. '51,52' (default: any label > 0)")
-    pc.set_defaults(func=_cmd_train_polycl)
-    sl = tsub.add_parser('ssl', help='self-supervised pretraining (masked-pixel regression or global+local contrast) on a folder of scans')
-    _pretrain_args(sl, 'ssl_encoder.pt')
-    sl.add_argument('--method', choices=('masked', 'contrastive'), default='masked', help='default masked')
-    sl.set_defaults(func=_cmd_train_ssl)
-    ft = tsub.add_parser('finetune', help='supervised U-Net training with the Dice loss, from a pretrained encoder (--init) or from scratch')
-    ft.add_argument('--data', required=True, help='folder of NIfTI images')
-    ft.add_argument('--label-dir', default=None, help='folder of label maps (default: --data)')
-    ft.add_argument('--image-suffix', default='')
-    ft.add_argument('--label-suffix', default='_label')
-    ft.add_argument('--labels', type=_ints, default=None, help="label values forming the mask, e.g. '51,52' (default > 0)")
-    ft.add_argument('--init', default=None, help='encoder (or U-Net) file from medseg train polycl|ssl (default: random init)')
-    ft.add_argument('--init-mode', choices=('encoder', 'unet'), default='encoder', help="'unet': also reuse a pretrained decoder")
-    ft.add_argument('--freeze-epochs', type=int, default=0, help='first epochs with the encoder frozen')
-    ft.add_argument('--out', default='finetuned_unet.pt', help='weights file to write')
-    ft.add_argument('--preprocess', default='mr', type=_window_or_name)
-    ft.add_argument('--size', type=int, default=128)
-    ft.add_argument('--epochs', type=int, default=20)
-    ft.add_argument('--bs', type=int, default=8)
-    ft.add_argument('--lr', type=float, default=1e-3)
-    ft.add_argument('--widths', type=_ints, default=[32, 64, 128, 256, 512], help='encoder widths without --init')
-    ft.add_argument('--device', default=None)
-    ft.add_argument('--seed', type=int, default=0)
-    ft.set_defaults(func=_cmd_train_finetune)
-    t.set_defaults(func=lambda args: (t.print_help(), 1)[1])
+    if methods: _add_train(sub)
+    else: sub.add_parser('train', help='train a method (`medseg train --help` lists them)')
     i = sub.add_parser('info', help='describe NIfTI files: grid, orientation, intensities, label volumes')
     i.add_argument('files', nargs='+', metavar='FILE', help='NIfTI files (.nii or .nii.gz)')
     i.add_argument('--labels', action='store_true', help='treat the files as label maps')
@@ -255,14 +174,33 @@ def build_parser()->argparse.ArgumentParser:
     i.set_defaults(func=_cmd_info)
     return p
 
+_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError, KeyError)
+
 def main(argv:list|None=None, # arguments (default: sys.argv[1:])
-        )->int: # exit status
-    "Entry point of the `medseg` console script."
-    p = build_parser()
-    args = p.parse_args(argv)
-    if not getattr(args, 'func', None):
-        p.print_help(); return 1
-    try: return args.func(args)
-    except (FileNotFoundError, ValueError) as e:
-        print(f'medseg {args.command}: error: {e}', file=sys.stderr)
-        return 2
+        )->int: # exit status: 0 done, 2 a user error, 1 an internal error
+    "Entry point of the `medseg` console script (and of `python -m medseg`)."
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = '--debug' in argv or os.environ.get('MEDSEG_DEBUG', '') not in ('', '0')
+    try:
+        p = build_parser(methods='train' in argv[:2])
+        args, rest = p.parse_known_args(argv)
+        if rest: p.error(f"unrecognized arguments: {' '.join(rest)}")
+        if not getattr(args, 'func', None): p.print_help(); return 1
+        if args.func is _cmd_train:
+            opts = {k: v for k, v in vars(args).items() if k not in ('func', 'command', 'method', 'data', 'out', 'debug')}
+            return _cmd_train(args, opts)
+        return args.func(args)
+    except SystemExit as e: return e.code if isinstance(e.code, int) else 2
+    except KeyboardInterrupt:
+        if debug: raise
+        sys.stderr.write("medseg: interrupted\n"); return 130
+    except _USER_ERRORS as e:
+        if debug: raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, KeyError): msg = f"not found: {msg}"
+        sys.stderr.write(f"medseg: error: {msg}\n"); return 2
+    except Exception as e:
+        if debug: raise
+        sys.stderr.write(f"medseg: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+                         "(run with --debug for the traceback, and please report it)\n")
+        return 1

@@ -1,4 +1,4 @@
-"""Load scans with their affine, reorient to canonical RAS and back, resample, window, normalise, and cut volumes into a table of 2D slices.
+"""Load scans with their affine, reorient to canonical RAS and back, resample, window and normalise, and cut volumes into slices in display orientation.
 
 Docs: https://medseg.github.io/medseg/io.html.md"""
 
@@ -18,7 +18,7 @@ from scipy import ndimage
 
 # %% auto #0
 __all__ = ['data_dir', 'Volume', 'load_nifti', 'save_nifti', 'reorient', 'to_canonical', 'resample', 'window', 'normalize',
-           'check_same_grid', 'load_pair', 'resample_to', 'common_grid', 'slice_table', 'keep_middle', 'keep_labelled']
+           'check_same_grid', 'load_pair', 'resample_to', 'common_grid', 'to_display', 'display_slice', 'from_display']
 
 # %% ../nbs/00_io.ipynb #1b760884
 def data_dir(path:str|Path|None=None, # folder given explicitly; wins over everything else
@@ -241,7 +241,8 @@ def resample_to(vol:Volume, # volume to resample
                 affine:np.ndarray, # target grid: voxel -> world affine
                 shape:tuple, # target grid shape
                 label:bool=False, # nearest neighbour (labels) instead of linear (images)
-                cval:float=0., # value outside the source field of view
+                cval:float=0., # value outside the source field of view (mode 'constant')
+                mode:str='constant', # outside the source voxel centres: 'constant' (cval), 'nearest' (the edge value) or 'grid-constant' (cval beyond the voxels' edges)
                )->Volume:
     "Sample `vol` on the grid (`affine`, `shape`) through world coordinates."
     affine = np.asarray(affine, dtype=np.float64)
@@ -250,7 +251,7 @@ def resample_to(vol:Volume, # volume to resample
     src = vol.array.astype(np.uint8) if vol.array.dtype == bool else vol.array
     if order: src = src.astype(np.float32)
     out = ndimage.affine_transform(src, m[:3, :3], offset=m[:3, 3], output_shape=tuple(int(s) for s in shape),
-                                   order=order, mode='constant', cval=cval)
+                                   order=order, mode=mode, cval=cval)
     return Volume(out.astype(vol.array.dtype) if label else out, affine, vol.path)
 
 def common_grid(vols:list, # volumes whose fields of view to cover
@@ -271,52 +272,32 @@ def common_grid(vols:list, # volumes whose fields of view to cover
     aff = np.diag([*sp, 1.]); aff[:3, 3] = lo + sp/2
     return aff, shape
 
-# %% ../nbs/00_io.ipynb #a13e62a0
-def _as_volume(x, canonical=True):
-    if x is None or isinstance(x, Volume): return to_canonical(x) if (canonical and x is not None) else x
-    return load_nifti(x, canonical=canonical)
-
-def slice_table(scans:dict, # scan id -> (image, label): each a Volume, a path, or None (label)
-                axis:int=2, # slicing axis of the canonical (RAS) array: 0 sagittal, 1 coronal, 2 axial
-                labels:list|None=None, # label values counted as the organ (default: any value > 0)
-               )->pd.DataFrame:
-    "One row per 2D slice: scan, slice index, position, labelled fraction, organ present."
+# %% ../nbs/00_io.ipynb #3a21d73b
+def to_display(arr:np.ndarray, # 3D array in canonical RAS voxel order
+               axis:int=2, # slicing axis: 0 sagittal, 1 coronal, 2 axial
+              )->np.ndarray: # (n_slices, H, W) stack in display orientation (a view)
+    "Cut a RAS array into a stack of 2D slices in display (radiological) orientation."
     if axis not in (0, 1, 2): raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
-    rows = []
-    for sid, item in scans.items():
-        image, label = item if isinstance(item, (tuple, list)) else (item, None)
-        img_path = image.path if isinstance(image, Volume) else (Path(image) if image is not None else None)
-        lbl_path = label.path if isinstance(label, Volume) else (Path(label) if label is not None else None)
-        img = _as_volume(image)
-        lbl = _as_volume(label)
-        if lbl is not None and img is not None: check_same_grid(img, lbl)
-        ref = img if img is not None else lbl
-        if ref is None: raise ValueError(f"scan {sid!r} has neither an image nor a label")
-        n = ref.shape[axis]
-        if lbl is not None:
-            m = np.isin(lbl.array, labels) if labels is not None else lbl.array > 0
-            frac = m.mean(axis=tuple(a for a in range(3) if a != axis))
-        for i in range(n):
-            rows.append(dict(scan=sid, slice=i, axis=axis, n_slices=n, position=i/max(n - 1, 1),
-                             labelled_frac=float(frac[i]) if lbl is not None else np.nan,
-                             organ=bool(frac[i] > 0) if lbl is not None else pd.NA,
-                             image=img_path, label=lbl_path))
-    df = pd.DataFrame(rows)
-    if len(df): df['organ'] = df['organ'].astype('boolean')
-    return df
+    return np.moveaxis(np.asarray(arr), axis, 0).transpose(0, 2, 1)[:, ::-1, ::-1]
 
-def keep_middle(df:pd.DataFrame, # a slice table
-                frac:float=0.3, # fraction of each scan's slices to keep, centred
-               )->pd.DataFrame:
-    "Keep the middle `frac` of each scan's slices (e.g. 0.3 for PolyCL's middle 30%)."
-    if not 0 < frac <= 1: raise ValueError(f"frac must be in (0, 1], got {frac}")
-    def _mid(g):
-        n = len(g); k = max(1, int(round(n*frac))); start = (n - k)//2
-        return g.sort_values('slice').iloc[start:start + k]
-    return df.groupby('scan', group_keys=False, sort=False)[df.columns].apply(_mid).reset_index(drop=True)
+def display_slice(arr:np.ndarray, # 3D array in canonical RAS voxel order
+                  index:int, # slice index along `axis`
+                  axis:int=2, # slicing axis
+                 )->np.ndarray: # (H, W) slice: `to_display(arr, axis)[index]`, without cutting the others
+    "One slice of a RAS array in display orientation."
+    return to_display(np.take(arr, [int(index)], axis=axis), axis)[0]
 
-def keep_labelled(df:pd.DataFrame, # a slice table
-                  min_frac:float=0., # minimum labelled fraction (strictly above)
-                 )->pd.DataFrame:
-    "Keep the slices whose labelled fraction exceeds `min_frac`."
-    return df[df.labelled_frac > min_frac].reset_index(drop=True)
+def _inplane_axes(axis): return [a for a in range(3) if a != axis]   # display rows: the 2nd, columns: the 1st
+
+def from_display(stack:np.ndarray, # (D, H, W) slices in display orientation along `axis`
+                 spacing=1., # voxel spacing (mm) along (D, H, W), one value or three
+                 axis:int=2, # the axis the slices were cut along
+                )->Volume: # canonical RAS volume whose `to_display(., axis)` stack is `stack`
+    "A RAS `Volume` from a stack of slices in display orientation (e.g. a synthetic phantom, or predicted slices)."
+    stack = np.asarray(stack)
+    if stack.ndim != 3: raise ValueError(f"expected a (D, H, W) stack, got shape {stack.shape}")
+    if axis not in (0, 1, 2): raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
+    sd, sh, sw = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
+    sp = np.zeros(3); ip = _inplane_axes(axis); sp[axis], sp[ip[1]], sp[ip[0]] = sd, sh, sw
+    arr = np.moveaxis(stack[:, ::-1, ::-1].transpose(0, 2, 1), 0, axis)
+    return Volume(np.ascontiguousarray(arr), np.diag([*sp, 1.]))
