@@ -32,6 +32,18 @@ also shows fastai's stock `Learner` with the same callbacks (`stock`; off with -
 not timed. Each repeat times the bare loop and the Learner back to back (alternating which goes first), and
 the medians over repeats are reported in ms per step.
 
+Two more figures of a run (issue 13):
+
+* **checkpoint cost**: real runs of `medseg.runner.train` on the shared CT scans (DATA_DIR/ct: a supervised U-Net
+  at the default widths, and AccSeg-Net at CPU sizes towards DATA_DIR/mr) time the `Checkpointer`'s end-of-epoch work —
+  capturing a snapshot of the learner's state (weights, optimizers, loaders, random states) and handing it to the
+  background writer, which writes `checkpoints/last.pt` atomically (temporary file, fsync, rename) while the next
+  epoch trains; the time training waits is set against the epoch itself (History's seconds, which include it), and
+  the background write time is shown. Target: below 2 % of an epoch (median over the epochs). Off with --no-checkpoint.
+* **precision**: the U-Net problem's Learner step with medseg's `Precision('bf16')` callback against float32
+  (the same Learner, autocast on the device); reported, no target (a CPU without native bfloat16 runs it emulated).
+  Off with --no-precision.
+
 Usage: python bench/train_step.py [DATA_DIR] [--repeats 7] [--steps 20] [--size 128] [--batch 8] [--threads N]
 The last line printed is one JSON object.
 """
@@ -51,6 +63,7 @@ from fastai.optimizer import OptimWrapper
 from medseg.trainer import (MultiNet, TermLoss, ExtraOptimizer, LeanLearner, frozen_call, multi_learner, make_lean)
 
 TARGET = 1.15
+CKPT_TARGET = 0.02   # checkpoint time / epoch time
 
 
 class SameBatch:
@@ -205,10 +218,70 @@ def time_problem(make_bare, make_learner, args, device):
     return res
 
 
+# ---------------------------------------------------------------- checkpoint cost (real runs)
+def checkpoint_cost(data_dir, args):
+    "Median fraction of an epoch spent checkpointing, in real runs of the supervised U-Net and AccSeg-Net on the shared CT."
+    import tempfile
+    from pathlib import Path
+    import medseg.runner as R
+    ck_times, bg_times = [], []
+    orig, orig_write = R.Checkpointer.after_epoch, R.RunContext._write
+    def timed(self):
+        t0 = time.perf_counter(); orig(self); ck_times.append(time.perf_counter() - t0)
+    def timed_write(self, *a):
+        t0 = time.perf_counter(); orig_write(self, *a); bg_times.append(time.perf_counter() - t0)
+    R.Checkpointer.after_epoch, R.RunContext._write = timed, timed_write
+    ct = Path(data_dir)/'ct'
+    runs = {'supervised': dict(image_suffix='_ct', label_suffix='_liver', preprocess='ct', size=args.size, epochs=args.ckpt_epochs,
+                               valid_pct=0.34, middle=0.5),
+            'accseg': dict(image_suffix='_ct', label_suffix='_liver', target=str(Path(data_dir)/'mr'), target_suffix='_mr', size=args.size,
+                           epochs=args.ckpt_epochs, decay_epochs=0, valid_pct=0.34, middle=0.5, sizes='cpu')}
+    out = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, kw in runs.items():
+                ck_times.clear(); bg_times.clear()
+                r = R.train(name, ct, Path(tmp)/name, device=args.device, quiet=True, **kw)
+                ep = r.history.seconds.tolist()
+                fr = [c/e for c, e in zip(ck_times, ep)]
+                size_mb = (Path(tmp)/name/'checkpoints'/'last.pt').stat().st_size/2**20
+                out[name] = dict(checkpoint_ms=round(statistics.median(ck_times)*1000, 1), write_ms=round(statistics.median(bg_times)*1000, 1),
+                                 epoch_s=round(statistics.median(ep), 2), fraction=round(statistics.median(fr), 5),
+                                 checkpoint_mb=round(size_mb, 1), epochs=len(ep))
+                print(f"checkpoint {name:10s}: training waits {out[name]['checkpoint_ms']:6.1f} ms per epoch (snapshot; the {size_mb:.1f} MB "
+                      f"file is written in the background in {out[name]['write_ms']:.1f} ms), epoch {out[name]['epoch_s']:.2f} s -> "
+                      f"{100*out[name]['fraction']:.2f} % of an epoch", flush=True)
+    finally: R.Checkpointer.after_epoch, R.RunContext._write = orig, orig_write
+    return out
+
+# ---------------------------------------------------------------- bf16 vs fp32 steps
+def precision_steps(args, device):
+    "Median ms per U-Net Learner step in float32 and under bfloat16 autocast (medseg's Precision callback)."
+    from medseg.trainer import Precision
+    make_bare, make_learner = unet_problem(args, device)
+    out = {}
+    for prec in ('32', 'bf16'):
+        _, learn = make_learner(args.steps)
+        learn.add_cb(Precision(prec))
+        learn.fit(1)                                         # warm-up
+        ts = []
+        for _ in range(args.repeats):
+            _sync(device); learn.fit(1); _sync(device); ts.append(learn.train_timer.dt/args.steps)
+        out[f'fp{prec}_ms' if prec == '32' else 'bf16_ms'] = round(statistics.median(ts)*1000, 2)
+    out['bf16_over_fp32'] = round(out['bf16_ms']/out['fp32_ms'], 3)
+    flags = set()
+    try: flags = set(open('/proc/cpuinfo').read().split())
+    except OSError: pass
+    out['cpu_bf16'] = sorted(f for f in flags if 'bf16' in f) if device.type == 'cpu' else None
+    print(f"precision (U-Net Learner step): fp32 {out['fp32_ms']:.2f} ms, bf16 {out['bf16_ms']:.2f} ms "
+          f"(bf16/fp32 = {out['bf16_over_fp32']:.2f}; CPU bf16 instructions: {out['cpu_bf16']})", flush=True)
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('data_dir', nargs='?', default=os.environ.get('MEDSEG_DATA'),
-                   help='folder of real scans (accepted for a uniform interface; not used: the batch is synthetic)')
+                   help='folder of the shared real scans (the checkpoint-cost runs train on DATA_DIR/ct and DATA_DIR/mr)')
     p.add_argument('--repeats', type=int, default=7)
     p.add_argument('--steps', type=int, default=20, help='training steps per repeat')
     p.add_argument('--size', type=int, default=128)
@@ -218,6 +291,9 @@ def main(argv=None):
     p.add_argument('--threads', type=int, default=None, help='torch threads (default: torch default)')
     p.add_argument('--device', default='cpu')
     p.add_argument('--only', choices=['unet', 'toy2net'], default=None, help='time one problem only')
+    p.add_argument('--no-checkpoint', dest='checkpoint', action='store_false', help='skip the checkpoint-cost runs')
+    p.add_argument('--ckpt-epochs', type=int, default=3, help='epochs of each checkpoint-cost run')
+    p.add_argument('--no-precision', dest='precision', action='store_false', help='skip the bf16 vs fp32 timing')
     p.add_argument('--no-stock', dest='stock', action='store_false',
                    help="do not also time fastai's stock Learner (same callbacks, fastai's event dispatch)")
     args = p.parse_args(argv)
@@ -249,7 +325,15 @@ def main(argv=None):
           "fit/step = whole learner fit incl. set-up and empty validation; |dparam| = max parameter difference "
           "to the bare loop after 3 steps")
     out = {k: {m: round(v[m], 3) for m in ('learner_ms', 'bare_ms', 'ratio')} for k, v in res.items()}
-    out.update(target=TARGET, target_met=all(v['ratio'] <= TARGET for v in res.values()))
+    met = all(v['ratio'] <= TARGET for v in res.values())
+    if args.precision: out['precision'] = precision_steps(args, device)
+    if args.checkpoint:
+        if not args.data_dir or not os.path.isdir(os.path.join(args.data_dir, 'ct')):
+            sys.exit(f"the checkpoint-cost runs need the shared data folder (DATA_DIR/ct); got {args.data_dir!r} (or pass --no-checkpoint)")
+        out['checkpoint'] = checkpoint_cost(args.data_dir, args)
+        out['checkpoint_target'] = CKPT_TARGET
+        met = met and all(v['fraction'] < CKPT_TARGET for v in out['checkpoint'].values())
+    out.update(target=TARGET, target_met=met)
     print(json.dumps(out))
     return out
 

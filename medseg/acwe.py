@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from fastai.callback.core import Callback
 from fastai.optimizer import Adam
 
-from .io import Volume, load_pair, window, data_dir, save_nifti, to_canonical, display_slice
+from .io import Volume, load_pair, window, data_dir, save_nifti, to_canonical, display_slice, atomic_write
 from .synthetic import bright_structures
 from .scans import spaced_slices, ScanStore, find_images, find_pairs, make_preprocess, split_scans, select_slices
 from .data import ArrayDataset, make_dls, SliceDataset
@@ -294,9 +294,9 @@ def demo(out:str|Path='medseg-demo', # output folder
         res['masks'] = out/'masks'
         tab = evaluate_cases([r[1] for r in rows], [r[2] for r in rows], spacing=[r[3] for r in rows], case_ids=[r[0] for r in rows]) if rows else None
         fig = show_cases(imgs[:8], prs[:8], tgs[:8], ncols=4, titles=titles[:8])
-    fig.savefig(res['overlay'], dpi=100, bbox_inches='tight')
+    with atomic_write(res['overlay']) as tmp: fig.savefig(tmp, format='png', dpi=100, bbox_inches='tight')
     import matplotlib.pyplot as plt; plt.close(fig)
     if tab is not None:
-        tab.to_csv(out/'metrics.csv', index=False)
+        with atomic_write(out/'metrics.csv') as tmp: tab.to_csv(tmp, index=False)
         res['metrics'], res['mean_dice'] = out/'metrics.csv', float(tab.dice.mean())
     return res

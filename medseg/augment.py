@@ -32,6 +32,13 @@ class BatchAug:
         else: self.generator.manual_seed(int(seed))
         return self
 
+    def state_dict(self)->dict:
+        "The state of the random stream (checkpoints save it, so a resumed training draws what it would have drawn)."
+        return {'generator': self.generator.get_state()}
+    def load_state_dict(self, state:dict):
+        "Continue the random stream from a `state_dict`."
+        self.generator.set_state(state['generator']); return self
+
     def _rand(self, *shape): return torch.rand(*shape, generator=self.generator)
     def _uniform(self, n, lo, hi): return lo + (hi - lo)*self._rand(n)
     def _active(self, n): return self._rand(n) < self.p
@@ -193,7 +200,7 @@ class MaskedCorruption:
         if not 0 <= frac <= 1: raise ValueError(f"frac must be in [0, 1], got {frac}")
         self.frac, self.noise, self.patch = frac, noise, patch
         self.reseed(seed)
-    reseed = BatchAug.reseed
+    reseed, state_dict, load_state_dict = BatchAug.reseed, BatchAug.state_dict, BatchAug.load_state_dict
     _rand = BatchAug._rand
 
     def __call__(self, x:torch.Tensor)->tuple: # (corrupted x, mask of replaced pixels (B,1,...) float {0, 1})
@@ -330,6 +337,15 @@ class Augment(ItemTransform):
         "Called directly (no `split_idx`): always applied; inside a fastai Pipeline: training only."
         if split_idx is None: return self.encodes(b)
         return super().__call__(b, split_idx=split_idx, **kwargs)
+
+    def state_dict(self)->dict:
+        "The random states of every augmentation and of the corruption hook."
+        return {'tfms': [t.state_dict() if hasattr(t, 'state_dict') else None for t in self.tfms + [self.corrupt]]}
+    def load_state_dict(self, state:dict):
+        "Continue every augmentation's random stream from a `state_dict`."
+        for t, s in zip(self.tfms + [self.corrupt], state['tfms']):
+            if s is not None: t.load_state_dict(s)
+        return self
 
     def __repr__(self): return f"Augment({self.tfms}, kinds={self.kinds}, groups={self.groups}, corrupt={self.corrupt})"
 

@@ -6,7 +6,7 @@ Docs: https://medseg.github.io/medseg/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #85026b83
 from __future__ import annotations
-import argparse, os, sys, time
+import argparse, json, os, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -100,15 +100,24 @@ def _cmd_predict(args):
     else: print(f"mask written to {save_nifti(predict_volume(model, args.image, **kw), args.output)}")
     return 0
 
+def _status(run_dir)->str|None:
+    "The status in a run folder's config.json (None when there is none to read)."
+    try: return json.loads((Path(run_dir)/'config.json').read_text()).get('status')
+    except (OSError, ValueError, AttributeError): return None
+
 def _cmd_train(args, opts):
     from medseg.runner import train
+    if args.data is None and args.resume is None:
+        raise ValueError(f"give the data (a folder, a manifest or a Decathlon folder), or --resume DIR (see `medseg train {args.method} --help`)")
+    finished = args.resume is not None and _status(args.resume) == 'finished'
     t0 = time.time()
-    r = train(args.method, args.data, args.out, **opts)
+    r = train(args.method, args.data, args.out, resume=args.resume, **opts)
+    if finished: return 0          # `train` said so; nothing was trained
     last = r.history.iloc[-1].to_dict() if len(r.history) else {}
     cols = [k for k in last if k not in ('stage', 'epoch', 'seconds') and last[k] == last[k]]
     print(f"trained {r.method} in {time.time() - t0:.0f} s ({len(r.history)} epochs)" + (
           '; last epoch: ' + ', '.join(f'{k} {last[k]:.4f}' for k in cols) if cols else ''))
-    print(f"run folder: {r.out} (history.csv, config.json)")
+    print(f"run folder: {r.out} (history.csv, curves.png, config.json, checkpoints/)")
     print(f"weights: {r.weights}  (use: medseg predict {r.weights} IMAGE.nii.gz -o MASK.nii.gz)")
     return 0
 
@@ -125,8 +134,11 @@ def _add_train(sub):
     tsub = t.add_subparsers(dest='method', metavar='METHOD', parser_class=_Parser)
     for name, m in sorted(load_methods().items()):
         p = tsub.add_parser(name, help=m.help, description=m.help)
-        p.add_argument('data', help='the scans: a folder of NIfTI files, a manifest (.csv) or a Decathlon folder (with dataset.json)')
+        p.add_argument('data', nargs='?', default=None,
+                       help='the scans: a folder of NIfTI files, a manifest (.csv) or a Decathlon folder (with dataset.json); not with --resume')
         p.add_argument('--out', default=None, help=f'the run folder (default: ./medseg-{name})')
+        p.add_argument('--resume', default=None, metavar='DIR',
+                       help='continue the run in DIR from its last checkpoint, with the data and options of DIR/config.json')
         groups = {g: p.add_argument_group(f'{g} options') for g in ('data', 'method', 'run')}
         for o in m.options().values():
             kw = dict(dest=o.name, default=argparse.SUPPRESS, help=_help(o))
@@ -176,6 +188,12 @@ def build_parser(methods:bool=True, # add `medseg train NAME` for the registered
 
 _USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError, KeyError)
 
+def _one_line(e:BaseException)->str:
+    "The message of an error on one line (fastai prefixes errors raised in callbacks with a line naming the callback)."
+    lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
+    if len(lines) > 1 and lines[0].startswith('Exception occured in `'): lines = lines[1:]
+    return lines[0] if lines else type(e).__name__
+
 def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         )->int: # exit status: 0 done, 2 a user error, 1 an internal error
     "Entry point of the `medseg` console script (and of `python -m medseg`)."
@@ -187,7 +205,7 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         if rest: p.error(f"unrecognized arguments: {' '.join(rest)}")
         if not getattr(args, 'func', None): p.print_help(); return 1
         if args.func is _cmd_train:
-            opts = {k: v for k, v in vars(args).items() if k not in ('func', 'command', 'method', 'data', 'out', 'debug')}
+            opts = {k: v for k, v in vars(args).items() if k not in ('func', 'command', 'method', 'data', 'out', 'resume', 'debug')}
             return _cmd_train(args, opts)
         return args.func(args)
     except SystemExit as e: return e.code if isinstance(e.code, int) else 2
@@ -196,11 +214,13 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         sys.stderr.write("medseg: interrupted\n"); return 130
     except _USER_ERRORS as e:
         if debug: raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = _one_line(e)
         if isinstance(e, KeyError): msg = f"not found: {msg}"
         sys.stderr.write(f"medseg: error: {msg}\n"); return 2
     except Exception as e:
         if debug: raise
-        sys.stderr.write(f"medseg: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+        if type(e).__name__ == 'RunInterrupted':      # SIGINT/SIGTERM during `train` (medseg.runner is imported only to train)
+            sys.stderr.write(f"medseg: {e.message}\n"); return e.exit_code
+        sys.stderr.write(f"medseg: internal error: {type(e).__name__}: {_one_line(e)} "
                          "(run with --debug for the traceback, and please report it)\n")
         return 1

@@ -69,10 +69,32 @@ class SliceDataset(torch.utils.data.Dataset):
 
 # %% ../nbs/12_data.ipynb #80276829
 class SegDataLoader(DataLoader):
-    "A fastai `DataLoader` for medseg datasets: starts a new epoch on the dataset; shows batches and results."
+    "A fastai `DataLoader` for medseg datasets: starts a new epoch on the dataset; shows batches and results; its state can be saved."
+    skip_batches = 0 # batches to skip at the start of the next iteration (resuming in the middle of an epoch)
     def before_iter(self):
         super().before_iter()
         if hasattr(self.dataset, 'new_epoch'): self.dataset.new_epoch()
+
+    def get_idxs(self):
+        "The item order of this iteration (shuffled from the loader's own random state), less the batches to skip."
+        idxs = super().get_idxs()
+        if self.skip_batches: idxs, self.skip_batches = list(idxs)[self.skip_batches*self.bs:], 0
+        return idxs
+
+    def state_dict(self)->dict:
+        "The loader's random state, its dataset's epoch state and the random states of its batch transforms."
+        ds = self.dataset
+        return dict(rng=self.rng.getstate(), dataset=ds.state_dict() if hasattr(ds, 'state_dict') else None,
+                    after_batch=[f.state_dict() for f in self._stateful_tfms()])
+    def _stateful_tfms(self)->list:
+        fs = getattr(self.after_batch, 'fs', [self.after_batch])   # a fastai Pipeline, or the one transform given
+        return [f for f in fs if callable(getattr(f, 'state_dict', None))]
+    def load_state_dict(self, state:dict):
+        "Continue from a `state_dict`: the next iteration draws the order, pairings and augmentations it would have drawn."
+        self.rng.setstate(state['rng'])
+        if state['dataset'] is not None: self.dataset.load_state_dict(state['dataset'])
+        for f, s in zip(self._stateful_tfms(), state['after_batch']): f.load_state_dict(s)
+        return self
 
     def show_batch(self, b=None, max_n:int=8, **kwargs):
         "Show (the first `max_n` items of) batch `b`, or of a new batch."
@@ -161,6 +183,8 @@ class UnpairedDataset(torch.utils.data.Dataset):
     def new_epoch(self):
         "Redraw both orders (training); validation keeps its fixed pairing."
         if not self.fixed: self.epoch += 1; self._draw()
+    def state_dict(self)->dict: return {'epoch': self.epoch}
+    def load_state_dict(self, state:dict): self.epoch = state['epoch']; self._draw(); return self
 
     def _draw(self):
         rng = np.random.default_rng([self.seed, self.epoch])
@@ -255,6 +279,8 @@ class PairedCropDataset(torch.utils.data.Dataset):
     def __len__(self): return len(self.ids)*self.cps
     def new_epoch(self):
         if not self.fixed: self.epoch += 1
+    def state_dict(self)->dict: return {'epoch': self.epoch}
+    def load_state_dict(self, state:dict): self.epoch = state['epoch']; return self
 
     def corner(self, i)->tuple:
         "Start index (d, h, w) of item `i`'s crop in the subject's display volume (may be negative: padding)."
@@ -364,6 +390,8 @@ class TripletDataset(torch.utils.data.Dataset):
     def __len__(self): return len(self.table)
     def new_epoch(self):
         if not self.fixed: self.epoch += 1
+    def state_dict(self)->dict: return {'epoch': self.epoch}
+    def load_state_dict(self, state:dict): self.epoch = state['epoch']; return self
 
     def triplet(self, i:int)->tuple:
         "Table rows (anchor, positive, negative) of item `i` in the current epoch."

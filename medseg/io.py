@@ -6,7 +6,8 @@ Docs: https://medseg.github.io/medseg/io.html.md"""
 
 # %% ../nbs/00_io.ipynb #bf90d50b
 from __future__ import annotations
-import json, os, tempfile, warnings
+import hashlib, json, os, tempfile, warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from nibabel.orientations import io_orientation, axcodes2ornt, ornt_transform, a
 from scipy import ndimage
 
 # %% auto #0
-__all__ = ['data_dir', 'Volume', 'load_nifti', 'save_nifti', 'reorient', 'to_canonical', 'resample', 'window', 'normalize',
-           'check_same_grid', 'load_pair', 'resample_to', 'common_grid', 'to_display', 'display_slice', 'from_display']
+__all__ = ['data_dir', 'Volume', 'atomic_write', 'file_hash', 'load_nifti', 'save_nifti', 'reorient', 'to_canonical', 'resample',
+           'window', 'normalize', 'check_same_grid', 'load_pair', 'resample_to', 'common_grid', 'to_display',
+           'display_slice', 'from_display']
 
 # %% ../nbs/00_io.ipynb #1b760884
 def data_dir(path:str|Path|None=None, # folder given explicitly; wins over everything else
@@ -68,6 +70,38 @@ class Volume:
 def _apply_aff(aff, pts):
     pts = np.asarray(pts, dtype=np.float64)
     return pts @ aff[:3, :3].T + aff[:3, 3]
+
+# %% ../nbs/00_io.ipynb #6196468c
+def _umask()->int:
+    m = os.umask(0o022); os.umask(m)
+    return m
+
+@contextmanager
+def atomic_write(path:str|Path, # the file to (re)write
+                ):
+    "Context manager: a temporary path beside `path` to write to; on success it is synced, given the umask's permissions and renamed over `path`."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='-' + path.name, dir=path.parent)   # same suffix: writers that look at it
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, 'rb+') as f: os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+def file_hash(path:str|Path, # a file
+              chunk:int=1<<20, # bytes read at a time
+             )->str: # hex SHA-256 of its content
+    "SHA-256 of a file's content, read in chunks."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while b := f.read(chunk): h.update(b)
+    return h.hexdigest()
 
 # %% ../nbs/00_io.ipynb #8edd120a
 _AFF_TAG = 'medseg-affine:'
@@ -122,15 +156,7 @@ def save_nifti(vol:Volume|np.ndarray, # volume, or a 3D array with `affine`
     img.header.set_data_dtype(arr.dtype)
     img.header.set_qform(vol.affine, code=1); img.header.set_sform(vol.affine, code=1)
     img.header.extensions.append(nib.nifti1.Nifti1Extension('comment', (_AFF_TAG + json.dumps(vol.affine.tolist())).encode()))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + path.name.split('.')[0] + '-', suffix=_nii_suffix(path), dir=path.parent)
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp: nib.save(img, tmp)
     return path
 
 # %% ../nbs/00_io.ipynb #93d97f6c

@@ -618,15 +618,18 @@ def save_model(model:nn.Module, # an instance of a registered class
                path:str|Path, # output file (e.g. 'unet.pt')
                **extra, # plain values to store alongside (epoch, metrics, ...)
               )->Path:
-    "Save class name, recorded config, weights and `extra` as a weights_only-loadable file."
+    "Save class name, recorded config, weights and `extra` as a weights_only-loadable file, atomically; never non-finite weights."
     name = _registered_name(model)
     cfg = getattr(model, 'config', None)
     if not isinstance(cfg, dict): raise ValueError(f"{name} has no recorded config; was it built through its registered __init__?")
     _check_plain(cfg, 'config'); _check_plain(extra, 'extra')
     from medseg import __version__
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({'class': name, 'config': cfg, 'state_dict': model.state_dict(), 'extra': extra,
-                'medseg_version': __version__}, path)
+    from medseg.io import atomic_write
+    path, sd = Path(path), model.state_dict()
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad: raise ValueError(f"not saving {path}: the weights are not finite ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); the training diverged")
+    with atomic_write(path) as tmp:
+        torch.save({'class': name, 'config': cfg, 'state_dict': sd, 'extra': extra, 'medseg_version': __version__}, tmp)
     return path
 
 def load_model(path:str|Path, # a file written by `save_model`

@@ -6,10 +6,13 @@ Docs: https://medseg.github.io/medseg/runner.html.md"""
 
 # %% ../nbs/22_runner.ipynb #c5ab0d5b
 from __future__ import annotations
-import inspect, json, math, platform, sys, time, typing
+import inspect, json, math, os, platform, re, shutil, signal, sys, threading, time, typing, warnings
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from types import MethodType
 from typing import Callable
 
 import numpy as np
@@ -19,17 +22,22 @@ from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
 from fastcore.docments import docments
 
+from .io import atomic_write, file_hash
 from .scans import as_scans, as_subjects, LabelSpec, preprocess_spec, MISSING
 from .augment import AUGMENTATIONS
-from .data import slice_dls
+from .data import slice_dls, SegDataLoader
 from .models import save_model, load_model, contrastive_encoder, UNetEncoder, UNet, PAPER_WIDTHS
 from .losses import dice_loss
-from .trainer import finetune_learner, dice_metrics, pick_device
+from .trainer import (finetune_learner, dice_metrics, pick_device, LeanLearner, Precision, PRECISIONS, NonFiniteGuard,
+                            TrainingDiverged, learner_state, load_learner_state, loader_state, set_rng_state)
 
 # %% auto #0
-__all__ = ['DATA_KINDS', 'METHODS', 'METHOD_MODULES', 'SEG_LOSSES', 'data_options', 'run_options', 'Option', 'Method',
-           'register_method', 'method_options', 'get_method', 'load_methods', 'Run', 'History', 'RunContext',
-           'resolve_options', 'find_data', 'train', 'pretrained_file']
+__all__ = ['TRACKERS', 'DATA_KINDS', 'METHODS', 'METHOD_MODULES', 'SEG_LOSSES', 'CHECKPOINT_FORMAT', 'PATH_OPTIONS', 'RESUMABLE',
+           'data_options', 'run_options', 'Option', 'Method', 'register_method', 'method_options', 'get_method',
+           'load_methods', 'Run', 'History', 'save_curves', 'RunContext', 'RunInterrupted', 'request_stop',
+           'save_checkpoint', 'load_checkpoint', 'CheckpointWriter', 'Checkpointer', 'Tracker', 'TensorBoardTracker',
+           'MLflowTracker', 'check_tracker', 'make_trackers', 'resolve_options', 'find_data', 'run_inputs', 'read_run',
+           'train', 'pretrained_file']
 
 # %% ../nbs/22_runner.ipynb #fffb3e9c
 def data_options(label_dir:str|None=None, # folder of the label maps (default: the data folder)
@@ -53,9 +61,15 @@ def data_options(label_dir:str|None=None, # folder of the label maps (default: t
 
 def run_options(seed:int=0, # seed of the split, initialisation, sampling and augmentation
                 device:str|None=None, # cuda, cpu, cuda:1, ... (default: cuda when available)
+                precision:str='32', # arithmetic of the forward pass: 32 (float32), bf16 (bfloat16) or 16 (float16, gradient scaling)
+                channels_last:bool=False, # channels-last memory format (faster convolutions on recent GPUs)
+                checkpoint_minutes:float|None=None, # also checkpoint every this many minutes within an epoch (long epochs)
+                tracker:str='none', # also log every epoch to tensorboard (OUT/tensorboard) or mlflow (MLFLOW_TRACKING_URI, default OUT/mlruns)
                 quiet:bool=False, # no progress bar or epoch table
                ):
     "The options of every run, whatever the method."
+
+TRACKERS = ('none', 'tensorboard', 'mlflow')   # experiment trackers (history.csv is always written)
 
 DATA_KINDS = {   # which data options apply to which kind of method
     'labelled': ('label_dir', 'image_suffix', 'label_suffix', 'missing', 'labels', 'classes', 'preprocess', 'size', 'spacing',
@@ -161,7 +175,7 @@ class Method:
         if clash: raise TypeError(f"method {self.name!r}: options {clash} are shared options; change their defaults with `defaults=`")
         return {**data, **own, **runo}
 
-_CHOICES = dict(missing=MISSING, axis=(0, 1, 2))
+_CHOICES = dict(missing=MISSING, axis=(0, 1, 2), precision=PRECISIONS, tracker=TRACKERS)
 METHODS: dict = {}
 
 def register_method(name:str, # the name of `medseg train NAME`
@@ -170,13 +184,14 @@ def register_method(name:str, # the name of `medseg train NAME`
                     choices:dict|None=None, # allowed values of some options
                     defaults:dict|None=None, # other defaults for the shared data/run options, e.g. {'preprocess': 'ct'}
                    ):
-    "Decorator: register `fn(run, **options)` as a training method; returns `train_NAME(data, out, **options) -> Run`."
+    "Decorator: register `fn(run, **options)` as a training method; returns `train_NAME(data, out, resume=None, **options) -> Run`."
     if data not in DATA_KINDS: raise ValueError(f"data must be one of {list(DATA_KINDS)}, got {data!r}")
     def deco(fn):
         m = Method(name, fn, help or (fn.__doc__ or '').strip(), data, dict(choices or {}), dict(defaults or {}))
         m.options()   # fail now on a bad signature
         METHODS[name] = m
-        def train_method(data, out=None, **options)->Run: return train(name, data, out, **options)
+        def train_method(data=None, out=None, resume=None, callbacks=None, **options)->Run:
+            return train(name, data, out, resume=resume, callbacks=callbacks, **options)
         train_method.__name__ = train_method.__qualname__ = fn.__name__
         train_method.__doc__, train_method.__module__, train_method.__wrapped__ = m.help, fn.__module__, fn
         train_method.method = m
@@ -209,13 +224,14 @@ class Run:
     out: Path # the run folder
     weights: Path # `out/model.pt`
     history: pd.DataFrame # one row per epoch: stage, epoch, losses and metrics, seconds
-    config: dict # every option, the data, the versions
+    config: dict # every option, the data, the versions, the status
     def __repr__(self): return f"Run({self.method!r}, out='{self.out}', {len(self.history)} epochs, weights='{self.weights.name}')"
 
 def _versions()->dict:
     import fastai
     from medseg import __version__
-    return dict(medseg=__version__, torch=torch.__version__, fastai=fastai.__version__, python=platform.python_version())
+    return dict(medseg=__version__, torch=torch.__version__, fastai=fastai.__version__, numpy=np.__version__,
+                python=platform.python_version())
 
 def _plain(v):
     "A JSON-friendly copy of an option value."
@@ -231,17 +247,43 @@ SEG_LOSSES = {'batch-dice': partial(dice_loss, batch=True), 'dice': dice_loss}  
 class History(Callback):
     "Append one row per epoch to the run's history (all recorder columns, the stage, the seconds)."
     order = 60   # after the Recorder
-    def __init__(self, run, stage): self.run, self.stage = run, stage
+    def __init__(self, run, stage): self.context, self.stage = run, stage   # not `self.run`: fastai's flag
     def before_epoch(self): self.t0 = time.perf_counter()
     def after_epoch(self):
         names, vals = self.learn.recorder.metric_names[1:-1], self.learn.recorder.values[-1]
         row = dict(stage=self.stage, epoch=int(self.epoch), **{n: (np.nan if v is None else float(v)) for n, v in zip(names, vals)},
                    seconds=time.perf_counter() - self.t0)
-        self.run.record(row)
+        self.context.record(row)
+
+def save_curves(history:pd.DataFrame, # a run's history (`Run.history`, or history.csv read back)
+                path:str|Path, # the .png to write (atomically)
+               )->Path:
+    "Plot a run's history — the loss columns, and the metric columns beside them — against the epoch of the run, a dotted line where a stage starts."
+    from matplotlib.figure import Figure
+    from medseg.viz import plot_losses
+    num = history.select_dtypes('number').drop(columns=['epoch', 'seconds'], errors='ignore')
+    num.index = pd.RangeIndex(1, len(num) + 1, name='epoch of the run')
+    losses = [c for c in num if 'loss' in c]; mets = [c for c in num if c not in losses]
+    fig = Figure(figsize=(10 if mets else 5.5, 3.6), layout='constrained')
+    axs = fig.subplots(1, 2 if mets else 1, squeeze=False)[0]
+    lv = num[losses].to_numpy(float); lv = lv[np.isfinite(lv)]
+    if losses: plot_losses(num[losses], ax=axs[0], log=bool(len(lv) and lv.min() > 0 and lv.max() > 100*lv.min()))
+    if mets: plot_losses(num[mets], ax=axs[1]); axs[1].set_ylabel('metric')
+    if 'stage' in history and len(history):
+        st = history['stage'].tolist()
+        for ax in axs:
+            for i in range(1, len(st)):
+                if st[i] != st[i - 1]: ax.axvline(i + 0.5, color='gray', ls=':', lw=1)
+    with atomic_write(path) as tmp: fig.savefig(tmp, format='png', dpi=90)
+    return Path(path)
 
 class RunContext:
     "What a method's training function is given: the scans, the data and run options, and `fit` / `save` that every method uses."
-    def __init__(self, method:Method, out:Path, options:dict, scans:dict):
+    def __init__(self, method:Method, out:Path, options:dict, scans:dict,
+                 resume:dict|None=None, # the checkpoint a resumed run continues from (None: a new run)
+                 callbacks:list|None=None, # more callbacks for every fit of the run
+                 on_start:Callable|None=None, # `on_start(run)`, called once before the first fit or save (makes the folder, writes config.json)
+                ):
         self.method, self.out, self.options, self.scans = method, Path(out), dict(options), scans
         o = self.options
         self.spec = LabelSpec.parse(o.get('labels'), o.get('classes')) if method.data != 'images' else LabelSpec()
@@ -249,7 +291,9 @@ class RunContext:
         self.size, self.spacing, self.axis = o.get('size'), o.get('spacing'), o.get('axis', 2)
         self.middle, self.valid_pct, self.seed = o.get('middle'), o.get('valid_pct', 0.2), o['seed']
         self.device, self.quiet = pick_device(o.get('device')), bool(o.get('quiet'))
-        self.rows, self.stages = [], []
+        self.resume, self.callbacks, self.trackers, self.on_start, self.started = resume, list(callbacks or []), [], on_start, False
+        self.rows, self.stages, self.best = [], [], None
+        self.checkpoints, self.writer = self.out/'checkpoints', CheckpointWriter()
 
     def labelled(self)->dict:
         "The scans that have a label map."
@@ -269,13 +313,21 @@ class RunContext:
         if not scans: raise ValueError("no scan has a label map: this stage needs labelled scans (check --label-dir/--label-suffix)")
         return slice_dls(scans, labels=self.spec, bs=bs, augs=augs, **self.slice_kw(**kw))
 
-    def record(self, row:dict):
-        "Add one epoch's row to the history and rewrite `history.csv`."
-        self.rows.append(row)
-        self.history.to_csv(self.out/'history.csv', index=False)
-
     @property
     def history(self)->pd.DataFrame: return pd.DataFrame(self.rows)
+
+    def start(self):
+        "Start the run's records (once, at its first fit or save): until then a failing method leaves nothing behind."
+        if self.started: return
+        self.started = True
+        if self.on_start is not None: self.on_start(self)
+
+    def record(self, row:dict):
+        "Add one epoch's row to the history and rewrite `history.csv` (atomically)."
+        self.rows.append(row)
+        self.write_history()
+    def write_history(self):
+        with atomic_write(self.out/'history.csv') as tmp: self.history.to_csv(tmp, index=False)
 
     def fit(self, learn, # a fastai Learner of the method
             n_epoch:int, # epochs of this stage
@@ -284,14 +336,70 @@ class RunContext:
             stage:str|None=None, # name of the stage (default: 'train', or 'stage2', ... for later fits)
             **kwargs, # more `Learner.fit` arguments
            ):
-        "Train `learn` for `n_epoch` epochs as one stage of the run: the history is recorded epoch by epoch."
+        "Train `learn` for `n_epoch` epochs as one stage of the run: history, checkpoints, precision, guards, trackers, resume."
+        self.start()
         stage = stage or ('train' if not self.stages else f'stage{len(self.stages) + 1}')
         self.stages.append(stage)
-        cbs = [History(self, stage)] + ([] if cbs is None else list(cbs) if isinstance(cbs, (list, tuple)) else [cbs])
-        if self.quiet:
-            with learn.no_bar(), learn.no_logging(): learn.fit(n_epoch, lr, cbs=cbs, **kwargs)
-        else: learn.fit(n_epoch, lr, cbs=cbs, **kwargs)
+        k = len(self.stages)
+        if not isinstance(learn, LeanLearner): learn._do_fit = MethodType(LeanLearner._do_fit, learn)   # honours resume_epoch
+        o = self.options
+        prec = Precision(o.get('precision', '32'), o.get('channels_last', False))
+        cbs = ([prec, NonFiniteGuard(stage), History(self, stage),
+                Checkpointer(self, k, stage, self._stage_resume(k, stage), o.get('checkpoint_minutes')), *self.trackers, *self.callbacks]
+               + ([] if cbs is None else list(cbs) if isinstance(cbs, (list, tuple)) else [cbs]))
+        _STOP['in_fit'] += 1
+        try:
+            if self.quiet:
+                with learn.no_bar(), learn.no_logging(): learn.fit(n_epoch, lr, cbs=cbs, **kwargs)
+            else: learn.fit(n_epoch, lr, cbs=cbs, **kwargs)
+        finally:
+            _STOP['in_fit'] -= 1
+            prec._exit()   # leave no autocast region open after an error
         return learn
+
+    def _stage_resume(self, k:int, stage:str)->dict|None:
+        "The checkpoint stage `k` continues from when the run resumes: the end of an earlier stage, or the last one."
+        r = self.resume
+        if r is None or k > r['stage_index']: return None
+        ck = r if k == r['stage_index'] else load_checkpoint(self.checkpoints/f'stage-{k}.pt')
+        if ck['stage'] != stage:
+            raise ValueError(f"--resume {self.out}: the checkpoint of stage {k} is of stage {ck['stage']!r}, but the run's stage {k} is "
+                             f"{stage!r}: the method no longer trains the same stages; start a new run")
+        return ck
+
+    def write_checkpoint(self, ck:dict, # a checkpoint (see `Checkpointer`): a snapshot, which training does not change
+                         stage_end:bool=False, # also keep it as `stage-K.pt`, the start of the next stage
+                         best:bool=False, # also keep it as `best.pt`
+                        ):
+        "Write `checkpoints/last.pt` (atomically, in the background), and its copies for the stage end and the best epoch."
+        self.writer.submit(self._write, ck, stage_end, best)
+
+    def _write(self, ck, stage_end, best):
+        last = save_checkpoint(ck, self.checkpoints/'last.pt')
+        for keep, name in ((stage_end, f"stage-{ck['stage_index']}.pt"), (best, 'best.pt')):
+            if keep:
+                with atomic_write(self.checkpoints/name) as tmp: shutil.copyfile(last, tmp)
+
+    def update_best(self, stage_index:int)->bool:
+        "Whether the epoch just recorded has the best mean validation Dice of its stage (then `run.best` describes it)."
+        row = self.rows[-1] if self.rows else {}
+        cols = [c for c, v in row.items() if 'dice' in c and not c.startswith('train_') and isinstance(v, float) and math.isfinite(v)]
+        if not cols: return False
+        v = float(np.mean([row[c] for c in cols]))
+        b = self.best
+        if b is not None and b['stage_index'] == stage_index and v <= b['value']: return False
+        self.best = dict(stage_index=stage_index, stage=row['stage'], epoch=int(row['epoch']), value=v, metric='mean of ' + ', '.join(cols))
+        return True
+
+    def restore(self, ck:dict):
+        "Take the history and the best epoch from a checkpoint (and rewrite `history.csv` to match it)."
+        self.rows, self.best = [dict(r) for r in ck['history']], ck.get('best')
+        self.write_history()
+
+    def save_curves(self)->Path|None:
+        "Write `curves.png` from the history so far."
+        if not self.rows: return None
+        return save_curves(self.history, self.out/'curves.png')
 
     def prediction(self)->dict:
         "What `medseg predict` needs to apply a segmenter of this run: preprocessing, size or spacing, axis, the label spec."
@@ -306,6 +414,7 @@ class RunContext:
              **extra, # more plain values to store, overriding the prediction settings
             )->Path:
         "Save a network in the run folder with the run's prediction settings, method and role."
+        self.start()
         return save_model(model.cpu().eval() if role == 'segmenter' else model.cpu(), self.out/name,
                           **{**self.prediction(), 'method': self.method.name, 'role': role, **extra})
 
@@ -330,6 +439,194 @@ class RunContext:
                                  metrics=dice_metrics(self.spec.n_classes, self.spec.names if self.spec.multiclass else None))
         return self.fit(learn, epochs, stage=stage)
 
+# %% ../nbs/22_runner.ipynb #8eb374fd
+class RunInterrupted(Exception):
+    "A run stopped by SIGINT or SIGTERM (after writing its checkpoint when it was training)."
+    def __init__(self, signum:int, message:str): super().__init__(message); self.signum, self.message = int(signum), message
+    @property
+    def exit_code(self)->int: return 128 + self.signum
+
+_STOP = dict(signum=None, in_fit=0)   # a stop requested by a signal; how many fits are running
+
+def request_stop(signum:int=signal.SIGTERM):
+    "Ask the running training to stop after the current batch, writing its checkpoint — what SIGINT and SIGTERM do."
+    _STOP['signum'] = int(signum)
+
+def _signame(signum)->str:
+    try: return signal.Signals(signum).name
+    except ValueError: return f'signal {signum}'
+
+def _on_signal(signum, frame):
+    "SIGINT/SIGTERM: during a fit, stop after the batch; outside a fit, or a second time, stop now."
+    if _STOP['in_fit'] and _STOP['signum'] is None: _STOP['signum'] = signum; return
+    raise RunInterrupted(signum, f"stopped by {_signame(signum)}")
+
+CHECKPOINT_FORMAT = 'medseg-checkpoint-1'
+
+def save_checkpoint(ck:dict, # a checkpoint: plain values and tensors
+                    path:str|Path, # where (written atomically)
+                   )->Path:
+    "Write a checkpoint: a temporary file beside `path`, synced, then renamed over it."
+    with atomic_write(path) as tmp: torch.save({**ck, 'format': CHECKPOINT_FORMAT}, tmp)
+    return Path(path)
+
+def load_checkpoint(path:str|Path)->dict:
+    "Read a checkpoint written by `save_checkpoint` (tensors on the CPU; no code is unpickled)."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{path}: no such checkpoint")
+    try: ck = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e: raise ValueError(f"{path} is not a readable medseg checkpoint ({type(e).__name__}): the file is damaged") from None
+    if not isinstance(ck, dict) or ck.get('format') != CHECKPOINT_FORMAT: raise ValueError(f"{path} is not a medseg checkpoint")
+    return ck
+
+class CheckpointWriter:
+    "Write checkpoints in a background thread, one at a time and in order, so that training waits only for the snapshot."
+    def __init__(self): self.pool, self.pending = None, None
+    def submit(self, fn:Callable, *args):
+        "Run `fn(*args)` in the background, after the previous write has finished (its error, if any, is raised here)."
+        self.wait()
+        if self.pool is None: self.pool = ThreadPoolExecutor(1, thread_name_prefix='medseg-checkpoint')
+        self.pending = self.pool.submit(fn, *args)
+    def wait(self):
+        "Block until the pending write is on disk; raise its error."
+        f, self.pending = self.pending, None
+        if f is not None: f.result()
+    def close(self):
+        try: self.wait()
+        finally:
+            if self.pool is not None: self.pool.shutdown(); self.pool = None
+
+class Checkpointer(Callback):
+    "Checkpoint a fit every epoch (and every `minutes` within one), keep its end and best epoch, stop it on a signal, and resume it."
+    order = 65   # after the Recorder (50), History (60) and the guard (41): the epoch's row is recorded and checked
+                 # (no callback before it may draw from the global random generators in `before_batch`)
+    def __init__(self, run:RunContext, # the run (writes the files)
+                 stage_index:int, # 1, 2, ...: which fit of the run
+                 stage:str, # its name
+                 resume:dict|None=None, # the checkpoint to continue from
+                 minutes:float|None=None, # also checkpoint within an epoch every this many minutes
+                ):
+        self.context, self.k, self.stage, self.resume, self.minutes = run, stage_index, stage, resume, minutes
+        self.replay = resume is not None and resume['stage_done']   # a finished stage: restore its end, train nothing
+        self.mid = self.rng = None
+    def _state(self, epoch_done:bool, batch:int=0, stage_done:bool=False)->dict:
+        loaders = None
+        if not epoch_done:   # within an epoch: the training loader as it started the epoch, its augmentation as it is now
+            now = loader_state(self.dls.train)
+            loaders = [{**self.epoch_start, 'after_batch': now.get('after_batch', [])}, loader_state(self.dls.valid)]
+        return dict(method=self.context.method.name, stage_index=self.k, stage=self.stage, n_epoch=int(self.n_epoch),
+                    epoch=int(getattr(self.learn, 'epoch', 0)), batch=int(batch), epoch_done=epoch_done, stage_done=stage_done,
+                    learner=learner_state(self.learn, loaders), history=[dict(r) for r in self.context.rows], best=self.context.best)
+    def before_fit(self):
+        self.t_save, self.batches, self.mid, self.rng = time.time(), 0, None, None
+        r = self.resume
+        if r is None: return
+        load_learner_state(self.learn, r['learner'])
+        self.context.restore(r)
+        if r['stage_done']: self.learn.resume_epoch = self.n_epoch
+        elif r['epoch_done']: self.learn.resume_epoch = r['epoch'] + 1
+        else: self.learn.resume_epoch, self.mid = r['epoch'], r
+        self.resume = None
+    def before_train(self):
+        self.epoch_start, self.batches = loader_state(self.dls.train), 0
+        if self.mid is not None:     # resuming within this epoch: undo what the epoch's start reset, skip the batches done
+            load_learner_state(self.learn, self.mid['learner'])
+            self.dls.train.skip_batches = self.batches = self.mid['batch']
+            self.epoch_start = {**self.mid['learner']['loaders'][0]}
+            self.rng, self.mid = self.mid['learner']['rng'], None
+    def before_batch(self):
+        # starting the loader's iterator draws from the global generator (torch's worker seed): set it back once more
+        if self.rng is not None: set_rng_state(self.rng); self.rng = None
+    def after_batch(self):
+        if not self.training: return
+        self.batches += 1
+        stop = _STOP['signum'] is not None
+        due = self.minutes is not None and time.time() - self.t_save > 60*self.minutes
+        if not (stop or due) or self.batches >= len(self.dls.train) or not isinstance(self.dls.train, SegDataLoader): return
+        self.context.write_checkpoint(self._state(False, self.batches)); self.t_save = time.time()
+        if stop: self._stop(f"in epoch {self.epoch} of stage {self.stage!r} after batch {self.batches}/{len(self.dls.train)}")
+    def after_epoch(self):
+        best = self.context.update_best(self.k)
+        self.context.write_checkpoint(self._state(True), best=best); self.t_save = time.time()
+        if _STOP['signum'] is not None: self._stop(f"after epoch {self.epoch} of stage {self.stage!r}")
+    def after_fit(self):
+        if self.replay: return
+        self.context.write_checkpoint(self._state(True, stage_done=True), stage_end=True)
+        self.context.save_curves()
+    def _stop(self, where:str):
+        self.context.writer.wait()          # the checkpoint is on disk before the run says so
+        raise RunInterrupted(_STOP['signum'], f"stopped by {_signame(_STOP['signum'])} {where}")
+
+# %% ../nbs/22_runner.ipynb #56da7c31
+class Tracker(Callback):
+    "Log each epoch's row of the run's history to an experiment tracker, at step = the epoch of the run (across stages and resumes)."
+    order = 62   # after History (60), before the Checkpointer (65): an epoch in a checkpoint has been logged
+    def __init__(self, run:RunContext): self.context = run   # not `self.run`: fastai's flag, reset after each fit
+    def after_epoch(self): self.log(len(self.context.rows) - 1, self.context.rows[-1])
+    def log(self, step:int, row:dict): raise NotImplementedError
+    def close(self, status:str): "Finish the tracked run with the run's status."
+    @staticmethod
+    def scalars(row:dict)->dict:
+        return {k: float(v) for k, v in row.items() if k not in ('stage', 'epoch') and isinstance(v, (int, float)) and math.isfinite(v)}
+
+class TensorBoardTracker(Tracker):
+    "Scalars of every epoch in `OUT/tensorboard` (`tensorboard --logdir OUT`); a resumed run purges what came after its checkpoint."
+    def __init__(self, run, config:dict, resume_step:int|None=None):
+        try: from torch.utils.tensorboard import SummaryWriter
+        except ImportError: raise ValueError("--tracker tensorboard needs the tensorboard package: pip install 'medseg[track]'") from None
+        super().__init__(run)
+        self.writer = SummaryWriter(log_dir=str(run.out/'tensorboard'), purge_step=resume_step)
+        if resume_step is None: self.writer.add_text('config', '```\n' + json.dumps(config['options'], indent=1) + '\n```', 0)
+    def log(self, step, row):
+        for k, v in self.scalars(row).items(): self.writer.add_scalar(k, v, step)
+        self.writer.flush()
+    def close(self, status): self.writer.close()
+
+_MLFLOW_STATUS = dict(finished='FINISHED', interrupted='KILLED')
+
+class MLflowTracker(Tracker):
+    "Params and per-epoch metrics in an MLflow run (MLFLOW_TRACKING_URI, or a local store in OUT/mlruns); a resumed run continues it."
+    def __init__(self, run, config:dict, resume_step:int|None=None):
+        try:
+            from mlflow.tracking import MlflowClient
+            from mlflow.entities import Metric, Param
+        except ImportError: raise ValueError("--tracker mlflow needs mlflow (or mlflow-skinny): pip install 'medseg[track]'") from None
+        super().__init__(run)
+        self.Metric, prev = Metric, config.get('mlflow')
+        uri = prev['tracking_uri'] if prev else os.environ.get('MLFLOW_TRACKING_URI') or (run.out/'mlruns').resolve().as_uri()
+        if uri.startswith('file:'): os.environ.setdefault('MLFLOW_ALLOW_FILE_STORE', 'true')   # a local store needs no server
+        self.client = MlflowClient(uri)
+        if prev: self.run_id = prev['run_id']; self.client.update_run(self.run_id, status='RUNNING')
+        else:
+            name = os.environ.get('MLFLOW_EXPERIMENT_NAME') or f'medseg-{run.method.name}'
+            exp = self.client.get_experiment_by_name(name)
+            eid = exp.experiment_id if exp is not None else self.client.create_experiment(name)
+            self.run_id = self.client.create_run(eid, run_name=run.out.name).info.run_id
+            self.client.log_batch(self.run_id, params=[Param(k, str(v)[:500]) for k, v in config['options'].items()])
+            config['mlflow'] = dict(tracking_uri=uri, run_id=self.run_id)
+    def log(self, step, row):
+        ts = int(time.time()*1000)
+        self.client.log_batch(self.run_id, metrics=[self.Metric(re.sub(r'[^\w\-. /:]', '_', k), v, ts, step) for k, v in self.scalars(row).items()])
+    def close(self, status): self.client.set_terminated(self.run_id, _MLFLOW_STATUS.get(status, 'FAILED'))
+
+def check_tracker(name:str):
+    "Fail now, with the command that fixes it, when the tracker's package is not installed."
+    if name not in TRACKERS: raise ValueError(f"--tracker: {name!r} is not one of {', '.join(TRACKERS)}")
+    mod = dict(tensorboard='torch.utils.tensorboard', mlflow='mlflow.tracking').get(name)
+    if mod is None: return
+    try: __import__(mod)
+    except ImportError: raise ValueError(f"--tracker {name} needs the {name} package: pip install 'medseg[track]'") from None
+
+def make_trackers(name:str, # 'none', 'tensorboard' or 'mlflow'
+                  run:RunContext, # the run
+                  config:dict, # its config (the MLflow run id is recorded in it)
+                  resume_step:int|None=None, # epochs already in the history of a resumed run
+                 )->list:
+    "The tracker callbacks of a run."
+    if name not in TRACKERS: raise ValueError(f"--tracker: {name!r} is not one of {', '.join(TRACKERS)}")
+    if name == 'none': return []
+    return [dict(tensorboard=TensorBoardTracker, mlflow=MLflowTracker)[name](run, config, resume_step)]
+
 # %% ../nbs/22_runner.ipynb #b35dcb65
 def _check_numbers(opts:dict, options:dict):
     "Positive and finite numeric options (each value of a tuple too), with errors that name the option."
@@ -342,7 +639,9 @@ def _check_numbers(opts:dict, options:dict):
             if lo < 0 or max(vals) < 1: bad(k, 'epochs per stage must be 0 or more, and one of them positive')
         elif k in ('epochs', 'bs', 'size', 'max_scans') and lo < 1: bad(k, 'must be at least 1')
         if k.endswith('_epochs') and lo < 0: bad(k, 'must be 0 or more')
-        if (k in ('lr', 'spacing') or k.endswith('_lr')) and not lo > 0: bad(k, 'must be positive')
+        if (k in ('lr', 'spacing', 'checkpoint_minutes') or k.endswith('_lr')) and not lo > 0: bad(k, 'must be positive')
+        if (k == 'lr' or k.endswith('_lr')) and max(vals) >= 1:   # Adam's step moves each weight by about lr
+            bad(k, 'must be below 1: every method trains with Adam, whose steps move each weight by about the learning rate (typical: 1e-4 to 1e-2)')
         if k == 'valid_pct' and not 0 <= v < 1: bad(k, 'must be in [0, 1)')
         if k == 'middle' and not 0 < v <= 1: bad(k, 'must be in (0, 1]')
 
@@ -374,31 +673,149 @@ def find_data(m:Method, data, opts:dict)->dict:
         raise ValueError(f"no scan of {data} has a label map; `medseg train {m.name}` needs labels (check --label-dir/--label-suffix)")
     return scans
 
+# %% ../nbs/22_runner.ipynb #c63fd40f
+PATH_OPTIONS = ('label_dir', 'target', 'init')   # options naming files or folders: absolute in config.json, their files hashed
+RESUMABLE = ('device', 'quiet', 'checkpoint_minutes')   # the options a resumed run may change
+
+def _nifti_files(p:Path)->list:
+    if p.is_file(): return [p]
+    return sorted(f for f in p.iterdir() if f.is_file() and (f.name.endswith('.nii') or f.name.endswith('.nii.gz'))) if p.is_dir() else []
+
+def run_inputs(scans:dict, # the run's scans (id -> images and labels)
+               options:dict, # its options (files named by `PATH_OPTIONS` count too)
+              )->list: # [{path, bytes, sha256}] sorted by path
+    "The input files of a run with their sizes and SHA-256 content hashes (what config.json records)."
+    files = {Path(f).resolve() for v in scans.values() for f in (v if isinstance(v, tuple) else (v,)) if isinstance(f, (str, Path))}
+    for k in ('target', 'init'):
+        if isinstance(options.get(k), (str, Path)): files.update(f.resolve() for f in _nifti_files(Path(options[k])))
+    return [dict(path=str(f), bytes=f.stat().st_size, sha256=file_hash(f)) for f in sorted(files) if f.is_file()]
+
+def _write_config(out:Path, config:dict):
+    with atomic_write(out/'config.json') as tmp: tmp.write_text(json.dumps(config, indent=1))
+
+def _now()->str: return datetime.now(timezone.utc).isoformat(timespec='seconds')
+
+def read_run(out:str|Path)->Run:
+    "The `Run` record of a run folder (finished or not): its config, history and weights."
+    out = Path(out)
+    if not (out/'config.json').is_file(): raise FileNotFoundError(f"{out} is not a medseg run folder (no config.json)")
+    try: cfg = json.loads((out/'config.json').read_text())
+    except json.JSONDecodeError: raise ValueError(f"{out/'config.json'} is damaged (not JSON)") from None
+    hist = pd.read_csv(out/'history.csv') if (out/'history.csv').is_file() and (out/'history.csv').stat().st_size else pd.DataFrame()
+    return Run(cfg.get('method', '?'), out, out/'model.pt', hist, cfg)
+
+def _resume_options(method:str, cfg:dict, given:dict)->dict:
+    "The options of a resumed run: those of config.json, with the few that may change (`RESUMABLE`) taken from `given`."
+    stored = {k: v for k, v in cfg['options'].items() if v is not None}
+    opts = resolve_options(method, {**stored, **{k: v for k, v in given.items() if k in RESUMABLE}})
+    new = resolve_options(method, {**stored, **given})
+    changed = [k for k in given if k not in RESUMABLE and _plain(new[k]) != _plain(opts[k])]
+    if changed:
+        o = method_options(method)[changed[0]]
+        raise ValueError(f"{o.flag} cannot change when a run resumes (it was {_plain(opts[changed[0]])!r}); "
+                         f"only {', '.join('--' + k.replace('_', '-') for k in RESUMABLE)} can; start a new run with another --out")
+    return opts
+
+# %% ../nbs/22_runner.ipynb #d49c594e
+def _install_signals()->dict|None:
+    if threading.current_thread() is not threading.main_thread(): return None
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old: signal.signal(s, _on_signal)
+    return old
+
+def _restore_signals(old:dict|None):
+    for s, h in (old or {}).items(): signal.signal(s, h)
+
 def train(method:str, # a registered method: `list(load_methods())`
-          data, # the scans: a folder, a manifest (.csv), a Decathlon folder, or (Python) a dict id -> (image, label)
-          out=None, # the run folder (default: ./medseg-METHOD)
+          data=None, # the scans: a folder, a manifest (.csv), a Decathlon folder, or (Python) a dict id -> (image, label); resume: as recorded
+          out=None, # the run folder (default: ./medseg-METHOD; with `resume`: that folder)
+          resume=None, # a run folder to continue from its last checkpoint, with the options of its config.json
+          callbacks=None, # more fastai callbacks for every fit of the run
           **options, # the method's options (see `method_options(method)`)
          )->Run:
-    "Train a registered method on `data` into the run folder `out`: the Python form of `medseg train METHOD`."
+    "Train a registered method on `data` into the run folder `out` (or continue the run in `resume`): the Python form of `medseg train METHOD`."
     m = get_method(method)
-    opts = resolve_options(method, options)
-    out = Path(out if out is not None else f'medseg-{method}')
+    ck, cfg = None, None
+    if resume is not None:
+        if out is not None and Path(out).resolve() != Path(resume).resolve():
+            raise ValueError(f"--out {out} and --resume {resume} name different folders: a run resumes in its own folder")
+        prev = read_run(resume)
+        out, cfg = prev.out, prev.config
+        if cfg.get('method') != method: raise ValueError(f"--resume {out}: that is a run of {cfg.get('method')!r}, not of {method!r}")
+        opts = _resume_options(method, cfg, options)
+        if cfg.get('status') == 'finished':
+            print(f"{out} is a finished run ({len(prev.history)} epochs): nothing to resume; its model is {prev.weights}")
+            return prev
+        if data is None:
+            if cfg.get('data') is None: raise ValueError(f"--resume {out}: the run was started on data given in Python; pass the data again")
+            data = cfg['data']
+        last = out/'checkpoints'/'last.pt'
+        ck = load_checkpoint(last) if last.exists() else None   # stopped before its first checkpoint: start again
+    else:
+        if data is None: raise ValueError("no data: give a folder of scans, a manifest or a Decathlon folder (or --resume DIR)")
+        opts = resolve_options(method, options)
+        for k in PATH_OPTIONS:
+            if isinstance(opts.get(k), (str, Path)): opts[k] = str(Path(opts[k]).resolve())
+        out = Path(out if out is not None else f'medseg-{method}')
     if out.exists() and not out.is_dir(): raise ValueError(f"--out {out} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    check_tracker(opts.get('tracker', 'none'))
     scans = find_data(m, data, opts)
-    run = RunContext(m, out, opts, scans)
-    config = dict(method=method, data=str(data) if isinstance(data, (str, Path)) else f'<{type(data).__name__} of {len(scans)} scans>',
-                  out=str(out), options={k: _plain(v) for k, v in opts.items()}, scans=sorted(scans), n_scans=len(scans),
-                  device=run.device, versions=_versions())
+    inputs = run_inputs(scans, opts)
+    fresh = cfg is None
+    if fresh:
+        cfg = dict(method=method, status='running', data=str(Path(data).resolve()) if isinstance(data, (str, Path)) else None,
+                   data_description=str(data) if isinstance(data, (str, Path)) else f'<{type(data).__name__} of {len(scans)} scans>',
+                   out=str(out.resolve()), options={k: _plain(v) for k, v in opts.items()}, seed=opts['seed'],
+                   device=pick_device(opts.get('device')), versions=_versions(), started=_now(), seconds=0.,
+                   scans=sorted(scans), n_scans=len(scans), inputs=inputs)
+    else:
+        was = {f['path']: f['sha256'] for f in cfg.get('inputs', [])}
+        changed = [f['path'] for f in inputs if f['path'] in was and was[f['path']] != f['sha256']]
+        if changed: warnings.warn(f"{len(changed)} input file(s) changed since the run started ({changed[0]}, ...): "
+                                  "the resumed run will not be the run it continues")
+        cfg.update(status='running', options={k: _plain(v) for k, v in opts.items()}, device=pick_device(opts.get('device')),
+                   resumed=cfg.get('resumed', []) + [dict(at=_now(), stage=ck['stage'] if ck else None, epoch=ck['epoch'] if ck else None)])
+    def on_start(run):   # at the first fit: the method has read and checked its data
+        if fresh:
+            for stale in ('checkpoints', 'tensorboard'):    # an earlier run's, in this folder: a new run starts clean
+                if (out/stale).is_dir(): shutil.rmtree(out/stale)
+        out.mkdir(parents=True, exist_ok=True)
+        run.trackers = make_trackers(opts.get('tracker', 'none'), run, cfg, len(ck['history']) if ck else None)
+        _write_config(out, cfg)
+    run = RunContext(m, out, opts, scans, resume=ck, callbacks=callbacks, on_start=on_start)
     set_seed(opts['seed'])
-    t0 = time.perf_counter()
     own = set(inspect.signature(m.fn).parameters) - {'run'}
-    m.fn(run, **{k: v for k, v in opts.items() if k in own})
-    config['seconds'] = round(time.perf_counter() - t0, 3)
+    old, status, t0 = _install_signals(), 'failed', time.perf_counter()
+    _STOP['signum'] = None
+    try:
+        m.fn(run, **{k: v for k, v in opts.items() if k in own})
+        status = 'finished'
+    except RunInterrupted as e:
+        status = 'interrupted'
+        done = (out/'checkpoints'/'last.pt').exists()
+        raise RunInterrupted(e.signum, f"{e.message}; " + (f"checkpoint written: resume with `medseg train {method} --resume {out}`"
+                             if done else "before the first checkpoint: nothing to resume")) from None
+    except TrainingDiverged as e:
+        status = 'diverged'
+        last = out/'checkpoints'/'last.pt'
+        raise TrainingDiverged((getattr(e, 'message', None) or str(e).splitlines()[-1].strip())
+                               + (f"; the last good checkpoint is {last}" if last.exists() else '')) from None
+    finally:
+        _restore_signals(old); _STOP['signum'] = None
+        write_error = None
+        try: run.writer.close()             # every checkpoint on disk
+        except Exception as e: write_error, status = e, 'failed'
+        if run.started:            # a method that failed before its first fit leaves nothing behind
+            cfg.update(status=status, seconds=round(cfg.get('seconds', 0.) + time.perf_counter() - t0, 3), ended=_now())
+            if run.best: cfg['best'] = run.best
+            _write_config(out, cfg)
+            for t in run.trackers: t.close(status)
+            try: run.save_curves()
+            except Exception as e: warnings.warn(f"curves.png not written: {e}")
+        if write_error is not None: raise OSError(f"a checkpoint could not be written in {run.checkpoints}: {write_error}") from write_error
     weights = out/'model.pt'
     if not weights.exists(): raise RuntimeError(f"method {method!r} did not save {weights} (its function must call run.save)")
-    (out/'config.json').write_text(json.dumps(config, indent=1))
-    return Run(method, out, weights, run.history, config)
+    return Run(method, out, weights, run.history, cfg)
 
 # %% ../nbs/22_runner.ipynb #087ea820
 def pretrained_file(init:str|Path, # a run folder of a pretraining method, or a weights file

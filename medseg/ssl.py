@@ -75,6 +75,12 @@ class CorruptBatch(Callback):
         if hasattr(self.train_corrupt, 'reseed'): self.train_corrupt.reseed(self.seed)
     def before_validate(self):
         if hasattr(self.valid_corrupt, 'reseed'): self.valid_corrupt.reseed(self.seed + 1)
+    def state_dict(self)->dict:
+        "The training corruption's random state (validation restarts from its seed anyway)."
+        return {'train': self.train_corrupt.state_dict() if hasattr(self.train_corrupt, 'state_dict') else None}
+    def load_state_dict(self, state:dict):
+        if state['train'] is not None: self.train_corrupt.load_state_dict(state['train'])
+        return self
     def before_batch(self):
         if len(self.yb) == 2: return                     # (x, mask): already corrupted by the loader's hook
         x = self.xb[0]                                   # (x,) or a labelled (x, y): corrupt x, the label is not used
@@ -244,6 +250,13 @@ class TwoViews(Callback):
         self.valid_augs = (deepcopy(ga), deepcopy(la))
     def before_validate(self):
         reseed_augs(self.valid_augs[0], self.seed + 1); reseed_augs(self.valid_augs[1], self.seed + 8)
+    def state_dict(self)->dict:
+        "The random states of the training views' augmentations."
+        return {'train': [[t.state_dict() for t in augs] for augs in self.train_augs]}
+    def load_state_dict(self, state:dict):
+        for augs, sts in zip(self.train_augs, state['train']):
+            for t, s in zip(augs, sts): t.load_state_dict(s)
+        return self
     def views(self, x:torch.Tensor, which:str='global', train:bool=True)->tuple:
         "Two views of the batch `x` ('global' or 'local')."
         augs = (self.train_augs if train else self.valid_augs)[0 if which == 'global' else 1]
@@ -280,6 +293,10 @@ class SSLStages(Callback):
         else: m.unfreeze('decoder', 'local_head'); m.freeze('encoder', 'head'); lf.set_weights(**{'global': 0., 'local': 1.})
         self.history.append(st)
     def after_epoch(self): self.done += 1
+    def state_dict(self)->dict: return dict(done=self.done, history=list(self.history), global_epochs=self.global_epochs)
+    def load_state_dict(self, state:dict):
+        self.done, self.history, self.global_epochs = state['done'], list(state['history']), state['global_epochs']
+        return self
 
 def _global_term(pred, *targets, tau=0.1): return global_contrastive_loss(pred[0], pred[1], tau)
 def _local_term(pred, *targets, tau=0.1): return local_contrastive_loss(pred[2], pred[3], tau)

@@ -6,19 +6,23 @@ Docs: https://medseg.github.io/medseg/trainer.html.md"""
 
 # %% ../nbs/20_trainer.ipynb #5e82ac5c
 from __future__ import annotations
-import math
+import math, random, warnings
+from collections import deque
+from contextlib import nullcontext
 from copy import deepcopy
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from fastai.callback.core import Callback, CancelBackwardException, event
+from fastai.callback.core import Callback, CancelBackwardException, CancelEpochException, CancelStepException, event
 from fastai.learner import Learner, AvgMetric
 from fastai.optimizer import Adam
 from fastai.torch_core import find_bs
+from fastcore.foundation import L
 import fastai.callback.schedule  # adds Learner.fit_one_cycle (used by `fit_stages`)
 
 from .models import UNetEncoder, UNet, load_model
@@ -26,10 +30,11 @@ from .metrics import DiceMetric
 from .losses import dice_loss
 
 # %% auto #0
-__all__ = ['freeze', 'unfreeze', 'is_frozen', 'frozen_call', 'MultiNet', 'TermLoss', 'TermMetric', 'term_metrics',
+__all__ = ['PRECISIONS', 'freeze', 'unfreeze', 'is_frozen', 'frozen_call', 'MultiNet', 'TermLoss', 'TermMetric', 'term_metrics',
            'subnet_splitter', 'ExtraOptimizer', 'SkipFrozenBackward', 'LeanLearner', 'make_lean', 'multi_learner',
-           'fit_stages', 'reached_by', 'PlaceholderTarget', 'pick_device', 'dice_metrics', 'quiet_fit', 'FreezeEncoder',
-           'as_encoder', 'finetune_learner']
+           'fit_stages', 'reached_by', 'Precision', 'rng_state', 'set_rng_state', 'loader_state', 'load_loader_state',
+           'learner_state', 'load_learner_state', 'TrainingDiverged', 'NonFiniteGuard', 'PlaceholderTarget',
+           'pick_device', 'dice_metrics', 'quiet_fit', 'FreezeEncoder', 'as_encoder', 'finetune_learner']
 
 # %% ../nbs/20_trainer.ipynb #e2b3531d
 def freeze(module:nn.Module, # network (or any module) to stop training
@@ -179,6 +184,19 @@ class ExtraOptimizer(Callback):
         if not self.xparams: raise ValueError(f"ExtraOptimizer {self.name!r}: params_fn gave no parameters")
         if self.optimizer is None: self.optimizer = self.opt_func(self.xparams, lr=self._lr(), **self.opt_kwargs)
         self._cur_lr = None
+        pc = getattr(self.learn, 'precision', None)                 # mixed precision: its own gradient scaler
+        if pc is not None and pc.scaled and getattr(self, 'scaler', None) is None: self.scaler = pc.new_scaler()
+
+    def state_dict(self)->dict:
+        "The optimizer's state and step count (checkpoints save it)."
+        return dict(optimizer=None if self.optimizer is None else self.optimizer.state_dict(), n_steps=self.n_steps,
+                    scaler=None if getattr(self, 'scaler', None) is None else self.scaler.state_dict())
+    def load_state_dict(self, state:dict):
+        "Continue from a `state_dict` (after `before_fit` built the optimizer)."
+        if state['optimizer'] is not None: self.optimizer.load_state_dict(state['optimizer']); _opt_to(self.optimizer, self.xparams)
+        if state.get('scaler') is not None and getattr(self, 'scaler', None) is not None: self.scaler.load_state_dict(state['scaler'])
+        self.n_steps, self._cur_lr = state['n_steps'], None
+        return self
 
     def _record(self, v):
         self.value = v.detach()
@@ -193,9 +211,13 @@ class ExtraOptimizer(Callback):
             return
         lr = self._lr()
         if lr != self._cur_lr: self.optimizer.set_hyper('lr', lr); self._cur_lr = lr
-        with torch.enable_grad(): loss = self.loss_fn(self.learn)
-        loss.backward()
-        self.optimizer.step()
+        pc = getattr(self.learn, 'precision', None)
+        with torch.enable_grad(), (pc.autocast() if pc is not None else nullcontext()): loss = self.loss_fn(self.learn)
+        if pc is not None and pc.scaled:
+            self.scaler.scale(loss).backward(); self.scaler.step(self.optimizer); self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
         for p in self.xparams: p.grad = None
         self.n_steps += 1
         self._record(loss)
@@ -225,6 +247,13 @@ class LeanLearner(Learner):
             srt = list(self.cbs.sorted('order'))
             cbs = d['_disp'][event_name] = srt if event_name == 'after_fit' else [cb for cb in srt if _defines(cb, event_name)]
         for cb in cbs: cb(event_name)
+
+    def _do_fit(self):
+        "The epochs of a fit, from `resume_epoch` (set when a run resumes from a checkpoint; 0 otherwise)."
+        start, self.resume_epoch = getattr(self, 'resume_epoch', 0), 0
+        for epoch in range(start, self.n_epoch):
+            self.epoch = epoch
+            self._with_events(self._do_epoch, 'epoch', CancelEpochException)
 
 def make_lean(learn:Learner)->Learner:
     "Remove the progress bar callback (and its per-batch overhead) from `learn`."
@@ -288,6 +317,206 @@ def reached_by(model:MultiNet, # the container model
     for p in model.parameters(): p.grad = None
     return hit
 
+# %% ../nbs/20_trainer.ipynb #d399dc79
+PRECISIONS = ('32', 'bf16', '16')   # float32, bfloat16 autocast, float16 autocast with gradient scaling
+
+def _to_float(x):
+    "float32 copies of the low-precision tensors in a prediction (a tensor, a tuple or a NamedTuple of them)."
+    if torch.is_tensor(x): return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    if isinstance(x, tuple) and hasattr(x, '_fields'): return type(x)(*(_to_float(v) for v in x))
+    if isinstance(x, (tuple, list)): return type(x)(_to_float(v) for v in x)
+    return x
+
+class Precision(Callback):
+    "Mixed precision (bf16 or fp16 autocast, fp16 gradient scaling for every optimizer) and channels-last memory for a Learner."
+    order = 10
+    def __init__(self, precision:str='32', # '32', 'bf16' or '16'
+                 channels_last:bool=False, # channels-last memory format for the model and 4D inputs
+                ):
+        if str(precision) not in PRECISIONS: raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision, self.channels_last, self.scaler, self._ctx, self.device_type = str(precision), bool(channels_last), None, None, 'cpu'
+    @property
+    def dtype(self): return {'bf16': torch.bfloat16, '16': torch.float16}.get(self.precision)
+    @property
+    def scaled(self)->bool: return self.precision == '16'
+    def autocast(self):
+        "The autocast context of this precision (a no-op for float32)."
+        return torch.autocast(self.device_type, dtype=self.dtype) if self.dtype is not None else nullcontext()
+    def new_scaler(self): return torch.amp.GradScaler(self.device_type)
+    def before_fit(self):
+        dev = getattr(self.dls, 'device', None) or next(self.learn.model.parameters()).device
+        self.device_type = torch.device(dev).type
+        self.learn.precision = self
+        if self.scaled and self.scaler is None: self.scaler = self.new_scaler()
+        if self.channels_last: self.learn.model.to(memory_format=torch.channels_last)
+    def before_batch(self):
+        if self.channels_last:
+            self.learn.xb = tuple(x.contiguous(memory_format=torch.channels_last) if torch.is_tensor(x) and x.ndim == 4 else x for x in self.xb)
+        if self.dtype is not None: self._ctx = self.autocast(); self._ctx.__enter__()
+    def after_pred(self):
+        if self.dtype is not None: self.learn.pred = _to_float(self.pred)
+    def after_loss(self): self._exit()
+    def _exit(self):
+        if self._ctx is not None: self._ctx.__exit__(None, None, None); self._ctx = None
+    def before_backward(self):
+        if self.scaled: self.learn.loss_grad = self.scaler.scale(self.loss_grad)
+    def before_step(self):
+        if not self.scaled: return
+        self._skipped = True
+        self.scaler.step(self)                 # unscales the gradients; calls `self.step` unless they overflow
+        if self._skipped: raise CancelStepException()
+    @property
+    def param_groups(self): return self.learn.opt.param_groups
+    def step(self, *args, **kwargs): self._skipped = False
+    def after_step(self):
+        if self.scaled: self.scaler.update()
+    def after_fit(self): self._exit(); self.learn.precision = None
+    def state_dict(self)->dict: return {'scaler': None if self.scaler is None else self.scaler.state_dict()}
+    def load_state_dict(self, state:dict):
+        if state.get('scaler') is not None and self.scaler is not None: self.scaler.load_state_dict(state['scaler'])
+        return self
+
+# %% ../nbs/20_trainer.ipynb #6e9ffae6
+def _plain_state(o):
+    "A checkpoint-safe copy: tensors detached on the CPU, NumPy values as Python numbers or tensors, containers copied."
+    if torch.is_tensor(o): return o.detach().to('cpu', copy=True)
+    if isinstance(o, np.ndarray): return torch.from_numpy(o.copy())
+    if isinstance(o, np.generic): return o.item()
+    if isinstance(o, dict): return {k: _plain_state(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)) and not hasattr(o, '_fields'): return type(o)(_plain_state(v) for v in o)
+    if isinstance(o, L): return [_plain_state(v) for v in o]
+    return o
+
+def rng_state()->dict:
+    "The global random states: Python, NumPy, torch (and CUDA when present)."
+    s = dict(python=random.getstate(), numpy=_plain_state(np.random.get_state(legacy=False)), torch=torch.get_rng_state())
+    if torch.cuda.is_available() and torch.cuda.is_initialized(): s['cuda'] = torch.cuda.get_rng_state_all()
+    return s
+
+def set_rng_state(s:dict):
+    "Restore the global random states saved by `rng_state`."
+    random.setstate(s['python'])
+    n = s['numpy']; np.random.set_state({**n, 'state': {**n['state'], 'key': np.asarray(n['state']['key'], dtype=np.uint32)}})
+    torch.set_rng_state(s['torch'])
+    if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
+
+def _stateful(o)->bool:
+    "Whether `o`'s class defines `state_dict`/`load_state_dict` (not through fastai's attribute delegation to the model)."
+    return callable(getattr(type(o), 'state_dict', None)) and callable(getattr(type(o), 'load_state_dict', None))
+
+def _cb_key(learn):
+    "Callbacks with a state, keyed by class name and rank among the callbacks of that class."
+    seen = {}
+    for cb in learn.cbs:
+        if not _stateful(cb): continue
+        k = type(cb).__name__; seen[k] = seen.get(k, -1) + 1
+        yield f'{k}:{seen[k]}', cb
+
+def _acc(o)->dict:
+    "The numeric accumulators of a metric (totals, counts): what it has summed so far in an epoch."
+    return {k: v for k, v in vars(o).items() if isinstance(v, (int, float, torch.Tensor)) and not isinstance(v, bool)}
+
+def _metric_objs(learn)->list: return [learn.recorder.smooth_loss, learn.recorder.loss, *learn.metrics]
+
+def loader_state(dl)->dict:
+    "The state of a loader: `state_dict()` when it has one (medseg's), else its shuffling generator."
+    return dl.state_dict() if _stateful(dl) else {'rng': dl.rng.getstate()}
+
+def load_loader_state(dl, state:dict):
+    "Restore `loader_state`."
+    if _stateful(dl): dl.load_state_dict(state)
+    else: dl.rng.setstate(state['rng'])
+
+def _opt_to(opt, params):
+    "Move a restored fastai optimizer's state tensors to the devices of their parameters."
+    if not isinstance(getattr(opt, 'state', None), dict): return
+    for p in params:
+        st = opt.state.get(p)
+        if st: opt.state[p] = {k: v.to(p.device) if torch.is_tensor(v) else v for k, v in st.items()}
+
+def learner_state(learn, # a Learner during (or at the end of) a fit
+                  loaders:list|None=None, # the loaders' states to record (default: `loader_state` of train and valid now)
+                 )->dict:
+    "A snapshot of everything needed to continue a fit exactly: weights, optimizers, callbacks, metrics, loaders, random states."
+    m, r = learn.model, learn.recorder
+    s = dict(model=m.state_dict(), frozen=[n for n, p in m.named_parameters() if not p.requires_grad],
+             training=[n for n, mod in m.named_modules() if mod.training],
+             opt=learn.opt.state_dict() if learn.opt is not None else None,
+             cbs={k: cb.state_dict() for k, cb in _cb_key(learn)}, metrics=[_acc(o) for o in _metric_objs(learn)],
+             recorder={k: list(getattr(r, k, [])) for k in ('values', 'losses', 'lrs', 'iters')},
+             loaders=loaders if loaders is not None else [loader_state(dl) for dl in (learn.dls.train, learn.dls.valid)],
+             train_iter=int(getattr(learn, 'train_iter', 0)), pct_train=float(getattr(learn, 'pct_train', 0.)))
+    return {**_plain_state(s), 'rng': rng_state()}
+
+def load_learner_state(learn, # a Learner built like the saved one, its optimizer made (in `before_fit`, or `create_opt`)
+                       state:dict, # from `learner_state`
+                       metrics:bool=True, # also restore the metrics' running sums (mid-epoch) and the smoothed loss
+                      ):
+    "Restore a `learner_state` into `learn`: the next batch is the one that would have come next."
+    m = learn.model
+    m.load_state_dict(state['model'])
+    frozen = set(state['frozen'])
+    for n, p in m.named_parameters():
+        p.requires_grad_(n not in frozen)
+        if n in frozen: p.grad = None
+    training = set(state['training'])
+    for n, mod in m.named_modules(): mod.training = n in training
+    if state['opt'] is not None:
+        learn.opt.load_state_dict(state['opt']); _opt_to(learn.opt, [p for p, *_ in learn.opt.all_params(with_grad=False)])
+    cbs = dict(_cb_key(learn))
+    for k, st in state['cbs'].items():
+        if k in cbs: cbs[k].load_state_dict(st)
+    if metrics:
+        for o, st in zip(_metric_objs(learn), state['metrics']):
+            for k, v in st.items(): setattr(o, k, v.to(learn.dls.device or 'cpu') if torch.is_tensor(v) and v.ndim == 0 else v)
+    for k, v in state['recorder'].items(): setattr(learn.recorder, k, list(v))
+    for dl, s in zip((learn.dls.train, learn.dls.valid), state['loaders']): load_loader_state(dl, s)
+    learn.train_iter, learn.pct_train = state['train_iter'], state['pct_train']
+    set_rng_state(state['rng'])
+
+# %% ../nbs/20_trainer.ipynb #b2bb11a5
+class TrainingDiverged(ValueError):
+    "A loss term or the weights became infinite or NaN: the training diverged."
+    def __init__(self, message:str): super().__init__(message); self.message = message   # kept when fastai prefixes the text
+
+def _finite(t)->bool: return bool(torch.isfinite(t).all())
+
+class NonFiniteGuard(Callback):
+    "Stop at the first non-finite loss term or weight, naming it; warn once when the loss jumps past `factor` times its running median."
+    order = 41   # after ExtraOptimizer (40), which records its term in `after_batch`
+    def __init__(self, stage:str|None=None, # stage name for the messages
+                 factor:float=1000., # warn when a training loss exceeds factor x the running median
+                 window:int=200, # batches in the running median
+                ):
+        self.stage, self.factor, self.window, self.warned = stage, float(factor), deque(maxlen=window), False
+    def _where(self)->str:
+        return f"epoch {self.epoch}" + (f" of stage {self.stage!r}" if self.stage else '') + f" (batch {self.iter})"
+    def _check(self, terms:dict):
+        for name, v in terms.items():
+            if torch.is_tensor(v) and v.numel() and not _finite(v.detach()):
+                kind = 'training' if self.training else 'validation'
+                raise TrainingDiverged(f"the {kind} loss term {name!r} is {float(v.detach().float().mean())} in {self._where()}: "
+                                       "the training diverged; lower the learning rate")
+    def after_loss(self): self._check({'loss': self.learn.loss, **getattr(self.learn.loss_func, 'terms', {})})
+    def after_batch(self):
+        extra = [cb.name for cb in self.learn.cbs if isinstance(cb, ExtraOptimizer)]
+        terms = getattr(self.learn.loss_func, 'terms', {})
+        self._check({k: terms[k] for k in extra if k in terms})
+        if not self.training or not len(self.yb): return
+        v = float(self.learn.loss.detach())
+        if len(self.window) >= 20 and not self.warned:
+            med = float(np.median(self.window))
+            if med > 0 and v > self.factor*med:
+                self.warned = True
+                warnings.warn(f"the loss jumped to {v:.4g}, over {self.factor:g} times its running median {med:.4g}, in "
+                              f"{self._where()}: the training may be diverging")
+        self.window.append(v)
+    def after_epoch(self):
+        bad = [n for n, t in self.learn.model.state_dict().items() if torch.is_floating_point(t) and not _finite(t)]
+        if bad: raise TrainingDiverged(f"the weights became infinite or NaN in epoch {self.epoch}"
+                                       + (f" of stage {self.stage!r}" if self.stage else '') + f" ({bad[0]}"
+                                       + (f" and {len(bad) - 1} more" if len(bad) > 1 else '') + "): lower the learning rate")
+
 # %% ../nbs/20_trainer.ipynb #1d67f1a5
 class PlaceholderTarget(Callback):
     "Give target-less batches (contrastive pretraining) a placeholder target, so fastai computes the loss and trains."
@@ -331,6 +560,8 @@ class FreezeEncoder(Callback):
     def before_train(self):
         if self.frozen_now: self.learn.model.encoder.eval()
     def after_train(self): self.done += 1
+    def state_dict(self)->dict: return {'done': self.done}
+    def load_state_dict(self, state:dict): self.done = state['done']; return self
 
 def as_encoder(encoder):
     "An encoder: a `UNetEncoder`, or a file written by `save_model` (loaded in training mode)."
