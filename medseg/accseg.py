@@ -21,7 +21,7 @@ from fastai.optimizer import Adam
 from .models import ResnetGenerator, PatchDiscriminator, build_model, save_model, count_params
 from .mind import mind_loss, cc_loss
 from .patchnce import PatchNCELoss
-from .scans import preprocess_spec
+from .scans import preprocess_spec, intensity_profile
 from .data import unpaired_dls
 from .metrics import DiceMetric
 from .losses import dice_loss, gan_loss, GAN_MODES
@@ -250,5 +250,7 @@ def train_accseg(run, # the run (given by the runner); its data are the labelled
     learn = accseg_learner(dls, weights=weights, lr=lr, gan_mode=gan_mode, lean=True, seg=seg, n_classes=run.spec.out_channels,
                            **(CPU_SIZES if sizes == 'cpu' else PAPER_SIZES))
     fit_accseg(learn, epochs, decay_epochs, fit=run.fit)
+    ts = dls.target_store         # what the segmenter is for: the target images, after the target preprocessing
     run.save(learn.model.segmenter(), preprocess=tp, keep_aspect=run.spacing is None, sizes=sizes, seg=seg,
+             intensity=intensity_profile([ts[k][0] for k in ts.ids[:8]]),
              target=str(target), epochs=[epochs, epochs if decay_epochs is None else decay_epochs])

@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from fastai.callback.core import Callback
 from fastai.optimizer import Adam
 
-from .io import Volume, load_pair, window, data_dir, save_nifti, to_canonical, display_slice, atomic_write
+from .io import (Volume, load_pair, window, data_dir, save_nifti, to_canonical, display_slice, atomic_write, check_output,
+                       check_output_dir, allow_nonfinite)
 from .synthetic import bright_structures
-from .scans import spaced_slices, ScanStore, find_images, find_pairs, make_preprocess, split_scans, select_slices
+from .scans import spaced_slices, ScanStore, find_images, find_pairs, make_preprocess, split_scans, select_slices, intensity_profile, preprocess_spec, MISSING
 from .data import ArrayDataset, make_dls, SliceDataset
 from .models import RCNN, save_model
 from .metrics import DiceMetric, evaluate_cases, dice
@@ -247,9 +248,20 @@ def demo(out:str|Path='medseg-demo', # output folder
          lr:float=3e-3, # learning rate
          seed:int=0, # seed of data and weights
          progress:bool=True, # show fastai's progress bar and epoch table
+         missing:str='raise', # with `labels`: an image without a label map: raise an error, skip it, or keep it (no metrics)
+         allow_nan:bool=False, # accept images with NaN or infinite voxels (set to each image's lowest value)
         )->dict: # paths written and the mean Dice (None without labels)
     "Train the unsupervised ACWE RCNN on the phantom (or a NIfTI folder) and write overlays, metrics and weights."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    for flag, v, lo in (('--epochs', epochs, 1), ('--n-train', n_train, 1), ('--n-test', n_test, 1), ('--bs', bs, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo: raise ValueError(f"{flag}: must be a whole number of at least {lo}, got {v!r}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 16 <= size <= 4096:
+        raise ValueError(f"--size: must be from 16 to 4096 pixels, got {size!r}")
+    if not (isinstance(lr, (int, float)) and 0 < lr < 1): raise ValueError(f"--lr: must be in (0, 1), got {lr!r}")
+    if missing not in MISSING: raise ValueError(f"--missing: {missing!r} is not one of {', '.join(MISSING)}")
+    if not callable(preprocess):
+        try: preprocess = preprocess_spec(preprocess)
+        except ValueError as e: raise ValueError(f"--preprocess: {e}") from None
+    out = check_output_dir(out, '--out')
     torch.manual_seed(seed)
     if data is None:
         xtr, _ = _phantom_set(range(seed, seed + n_train), size)
@@ -257,14 +269,17 @@ def demo(out:str|Path='medseg-demo', # output folder
         dls = make_dls(ArrayDataset(xtr), ArrayDataset(xte, yte), bs=bs, seed=seed)
         spec, cases = 'none', None
     else:
-        scans = find_pairs(data, labels, label_suffix=label_suffix) if labels is not None else find_images(data)
-        store = ScanStore(scans, make_preprocess(preprocess), None)
+        scans = find_pairs(data, labels, label_suffix=label_suffix, missing=missing) if labels is not None else find_images(data)
+        for sid, (img_path, lbl_path) in scans.items():   # the masks never over an input
+            check_output(out/'masks'/f'{sid}.nii.gz', '--out', inputs=[img_path, lbl_path])
+        store = ScanStore(scans, make_preprocess(preprocess), None, allow_nan=allow_nan)
         table = store.table(2)
         train_ds = SliceDataset(table, store, size, labelled=False)
         lab_ids = [k for k in store.ids if store.has_label(k)]
         valid_ds = SliceDataset(table[table.scan.isin(lab_ids)], store, size) if lab_ids else SliceDataset(table.iloc[:0], store, size, labelled=False)
         dls = make_dls(train_ds, valid_ds, bs=bs, seed=seed)
         spec, cases = preprocess, scans
+    out.mkdir(parents=True, exist_ok=True)
     learn = acwe_learner(dls, mode='acwe', lr=lr)
     t0 = time.time()
     if progress: learn.fit(epochs)
@@ -272,7 +287,8 @@ def demo(out:str|Path='medseg-demo', # output folder
         with learn.no_bar(), learn.no_logging(): learn.fit(epochs)
     train_s = time.time() - t0
     model = learn.model.eval()
-    weights = save_model(model, out/'rcnn_acwe.pt', preprocess=spec, size=[size, size], axis=2, mode='acwe', epochs=epochs)
+    seen = intensity_profile([xtr] if data is None else [store[k][0] for k in store.ids[:8]])   # the training intensities
+    weights = save_model(model, out/'rcnn_acwe.pt', preprocess=spec, size=[size, size], axis=2, mode='acwe', epochs=epochs, intensity=seen)
     res = dict(out=out, weights=weights, train_seconds=train_s, overlay=out/'overlay.png', metrics=None, masks=None, mean_dice=None)
     if data is None:
         pred = _predict_stack(model, xte)
@@ -283,7 +299,7 @@ def demo(out:str|Path='medseg-demo', # output folder
         rows, imgs, prs, tgs, titles = [], [], [], [], []
         pre = make_preprocess(spec)
         for sid, (img_path, lbl_path) in cases.items():
-            m = predict_volume(model, img_path, preprocess=pre, size=(size, size))
+            m = predict_volume(model, img_path, preprocess=pre, size=(size, size), allow_nan=allow_nan)
             save_nifti(m, out/'masks'/f'{sid}.nii.gz')
             img, lbl = store[sid]
             mc = to_canonical(m).array

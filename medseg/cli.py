@@ -6,13 +6,13 @@ Docs: https://medseg.github.io/medseg/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #85026b83
 from __future__ import annotations
-import argparse, json, os, sys, time
+import argparse, json, os, sys, time, warnings
 from pathlib import Path
 
 import numpy as np
 import nibabel as nib
 
-from .io import load_nifti, Volume
+from .io import load_nifti, Volume, check_output, is_constant
 
 # %% auto #0
 __all__ = ['scan_info', 'format_info', 'build_parser', 'main']
@@ -23,7 +23,7 @@ def scan_info(path:str|Path, # a NIfTI file
               max_labels:int=64, # at most this many distinct integer values make a label map
              )->dict:
     "Shape, spacing, orientation, intensity range and (for label maps) label volumes of a NIfTI file."
-    vol = load_nifti(path, allow_nan=True)
+    vol = load_nifti(path, keep_nonfinite=True)
     a = vol.array
     finite = a[np.isfinite(a)] if np.issubdtype(a.dtype, np.floating) else a
     info = dict(file=str(path), shape=vol.shape, dtype=str(a.dtype), spacing=vol.spacing, orientation=vol.orientation,
@@ -31,6 +31,8 @@ def scan_info(path:str|Path, # a NIfTI file
                 mean=float(finite.mean()) if finite.size else float('nan'),
                 nan_voxels=int(a.size - finite.size))
     is_int = np.issubdtype(a.dtype, np.integer) or (finite.size > 0 and np.array_equal(finite, np.round(finite)))
+    if is_constant(a): info['constant'] = info['min']
+    if labels is None and 'constant' in info: labels = False
     if labels is None:
         labels = bool(is_int and len(np.unique(finite[:: max(1, finite.size//2_000_000)])) <= max_labels
                       and len(np.unique(finite)) <= max_labels)
@@ -48,7 +50,8 @@ def format_info(info:dict)->str:
              f"  spacing      {sp} mm",
              f"  orientation  {info['orientation']}",
              f"  intensity    min {info['min']:g}  max {info['max']:g}  mean {info['mean']:.4g}"]
-    if info['nan_voxels']: lines.append(f"  NaN voxels   {info['nan_voxels']}")
+    if info['nan_voxels']: lines.append(f"  NaN voxels   {info['nan_voxels']} (NaN or infinite)")
+    if 'constant' in info: lines.append(f"  constant image: every voxel is {info['constant']:g} (nothing to segment)")
     if 'labels' in info:
         lines.append(f"  labels       {len(info['labels'])} non-zero value(s)")
         for v, d in info['labels'].items(): lines.append(f"    {v:>6}: {d['voxels']:>9} voxels  {d['ml']:10.2f} ml")
@@ -69,7 +72,8 @@ def _cmd_info(args):
 def _cmd_demo(args):
     from medseg.acwe import demo
     r = demo(args.out, data=args.data, labels=args.labels, label_suffix=args.label_suffix, preprocess=args.preprocess,
-             epochs=args.epochs, size=args.size, n_train=args.n_train, seed=args.seed, progress=not args.quiet)
+             epochs=args.epochs, size=args.size, n_train=args.n_train, seed=args.seed, progress=not args.quiet,
+             missing=args.missing, allow_nan=args.allow_nan)
     print(f"trained in {r['train_seconds']:.0f} s")
     print(f"overlay: {r['overlay']}")
     if r['metrics']: print(f"metrics: {r['metrics']} (mean Dice {r['mean_dice']:.3f})")
@@ -79,20 +83,38 @@ def _cmd_demo(args):
     return 0
 
 def _cmd_predict(args):
-    from medseg.models import load_model
+    from medseg.models import load_model, check_device
     from medseg.io import save_nifti
-    from medseg.scans import make_preprocess
+    from medseg.scans import make_preprocess, preprocess_spec
     from medseg.inference import predict_volume, predict_pair, inference_settings, pair_settings
+    # every check before the work: the options, where the masks go (never over an input), the weights
+    if args.size is not None and not (isinstance(args.size, int) and 1 <= args.size <= 4096):
+        raise ValueError(f"--size: must be from 1 to 4096 pixels, got {args.size}")
+    if args.preprocess is not None:
+        try: preprocess_spec(args.preprocess)
+        except ValueError as e: raise ValueError(f"--preprocess: {e}") from None
+    check_device(args.device)
+    inputs = [args.image, args.image2, args.weights]
+    check_output(args.output, '-o', inputs)
+    if args.output2 is not None:
+        check_output(args.output2, '--output2', inputs + [args.output])
+        if Path(args.output2).resolve() == Path(args.output).resolve(): raise ValueError("--output2 and -o name the same file")
+    for f in (args.image, args.image2):
+        if f is not None and not Path(f).is_file():
+            raise FileNotFoundError(f"no such NIfTI file: {f}" if not Path(f).exists() else f"{f} is a folder, not a NIfTI file")
     model, extra = load_model(args.weights, with_extra=True)
     paired = extra.get('inputs', 1) == 2
     if paired != (args.image2 is not None):
         raise ValueError(f"{args.weights} segments pairs of scans: give --image2 and --output2" if paired else
                          f"{args.weights} segments single scans: --image2 is only for models of `medseg train cooperative`")
     kw = (pair_settings if paired else inference_settings)(extra)
+    if args.preprocess is None and 'preprocess' not in kw:
+        warnings.warn(f"{args.weights} records no preprocessing: the image is used as it is (give --preprocess)")
     if args.preprocess is not None: kw['preprocess'] = make_preprocess(args.preprocess)
     if args.size is not None: kw['size'] = (args.size, args.size); kw.pop('spacing', None)
     if args.axis is not None: kw['axis'] = args.axis
     if args.device is not None: kw['device'] = args.device
+    kw['allow_nan'] = args.allow_nan
     if paired:
         if args.output2 is None: raise ValueError("--output2 is required with --image2: where to write the second mask")
         m1, m2 = predict_pair(model, args.image, args.image2, **kw)
@@ -165,6 +187,9 @@ def build_parser(methods:bool=True, # add `medseg train NAME` for the registered
     d.add_argument('--n-train', type=int, default=64, help='phantom images to train on (default 64)')
     d.add_argument('--seed', type=int, default=0)
     d.add_argument('--quiet', action='store_true', help='no progress bar')
+    d.add_argument('--missing', default='raise', choices=('raise', 'skip', 'keep'),
+                   help='with --labels: an image without a label map: raise an error, skip it, or keep it without metrics')
+    d.add_argument('--allow-nan', action='store_true', help="accept images with NaN or infinite voxels (set to each image's lowest value)")
     d.set_defaults(func=_cmd_demo)
     pr = sub.add_parser('predict', help='segment a NIfTI volume (or a pair of them) slice by slice with trained weights')
     pr.add_argument('weights', help='a model.pt written by medseg train (or demo)')
@@ -174,8 +199,9 @@ def build_parser(methods:bool=True, # add `medseg train NAME` for the registered
     pr.add_argument('--output2', default=None, help='where to write the mask of --image2')
     pr.add_argument('--preprocess', default=None, help="override the preprocessing saved with the weights: 'ct', 'mr', 'zscore', 'none' or 'C,W'")
     pr.add_argument('--size', type=int, default=None, help='override the slice size saved with the weights')
-    pr.add_argument('--axis', type=int, default=None, help='slicing axis of the canonical array (2: axial)')
+    pr.add_argument('--axis', type=int, default=None, choices=(0, 1, 2), help='slicing axis of the canonical array (2: axial)')
     pr.add_argument('--device', default=None, help="'cuda', 'cpu' (default: where the weights load, the CPU)")
+    pr.add_argument('--allow-nan', action='store_true', help="accept a scan with NaN or infinite voxels (set to its lowest value)")
     pr.set_defaults(func=_cmd_predict)
     if methods: _add_train(sub)
     else: sub.add_parser('train', help='train a method (`medseg train --help` lists them)')
@@ -194,12 +220,23 @@ def _one_line(e:BaseException)->str:
     if len(lines) > 1 and lines[0].startswith('Exception occured in `'): lines = lines[1:]
     return lines[0] if lines else type(e).__name__
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    "Warnings on one line each: `medseg: warning: ...`."
+    sys.stderr.write(f"medseg: warning: {' '.join(str(message).split())}\n")
+
 def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         )->int: # exit status: 0 done, 2 a user error, 1 an internal error
     "Entry point of the `medseg` console script (and of `python -m medseg`)."
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = '--debug' in argv or os.environ.get('MEDSEG_DEBUG', '') not in ('', '0')
+    with warnings.catch_warnings():
+        if not debug: warnings.showwarning = _show_warning
+        return _main(argv, debug)
+
+def _main(argv, debug):
     try:
+        odd = [a for a in argv if a == '--' or a.endswith('=--')]
+        if odd: _Parser(prog='medseg').error(f"{odd[0]!r}: '--' is not an option value (give values directly, e.g. --size 64)")
         p = build_parser(methods='train' in argv[:2])
         args, rest = p.parse_known_args(argv)
         if rest: p.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -6,6 +6,7 @@ Docs: https://medseg.github.io/medseg/inference.html.md"""
 
 # %% ../nbs/21_inference.ipynb #855b1e31
 from __future__ import annotations
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -15,8 +16,8 @@ from torch import nn
 import torch.nn.functional as F
 
 from .io import (Volume, load_nifti, save_nifti, reorient, to_canonical, to_display, from_display, resample_to,
-                       common_grid)
-from .scans import fit_slices, spaced_grid, make_preprocess, preprocess_spec, LabelSpec
+                       common_grid, is_constant)
+from .scans import fit_slices, spaced_grid, make_preprocess, preprocess_spec, LabelSpec, intensity_profile, check_intensity
 
 # %% auto #0
 __all__ = ['predict_volume', 'predict_file', 'inference_settings', 'pair_settings', 'predict_pair']
@@ -77,6 +78,25 @@ def _back_to(logits:np.ndarray, axis:int, grid_aff, target:tuple, cval:float)->n
     out[:, ~box] = cval
     return out
 
+def _read_scan(image, allow_nan):
+    "A Volume from a Volume or a file, refusing a constant image (nothing to segment)."
+    vol = image if isinstance(image, Volume) else load_nifti(image, allow_nan=allow_nan)
+    if is_constant(vol.array):
+        raise ValueError(f"{vol.path or 'the image'} is a constant image (every voxel is {float(vol.array.flat[0]):g}): nothing to segment")
+    return vol
+
+def _check_expected(arr, expect, vol):
+    "Warn, with the numbers, when the preprocessed input does not look like the training data (`expect`: its intensity profile)."
+    if not expect: return
+    msg = check_intensity(intensity_profile([arr]), expect)
+    if msg: warnings.warn(f"{vol.path or 'the image'}: {msg}; check the preprocessing (--preprocess) or the weights", stacklevel=3)
+
+def _check_size(size):
+    if size is None: return
+    s = (size,) if np.isscalar(size) else tuple(size)
+    if not all(isinstance(v, (int, np.integer)) and 1 <= v <= 4096 for v in s):
+        raise ValueError(f"size must be whole numbers of pixels from 1 to 4096, got {size}")
+
 def predict_volume(model:nn.Module, # 2D model: (B, 1, H, W) -> logits (B, C, H, W)
                    image:Volume|str|Path, # a Volume (any orientation) or a NIfTI file
                    axis:int=2, # slicing axis of the canonical RAS array: 0 sagittal, 1 coronal, 2 axial
@@ -88,16 +108,20 @@ def predict_volume(model:nn.Module, # 2D model: (B, 1, H, W) -> logits (B, C, H,
                    threshold:float=0., # logit threshold for a one-channel model (0 = probability 0.5)
                    device=None, # where to run; default: the model's device (the model is moved when given)
                    progress:bool=False, # show a progress bar over batches
+                   allow_nan:bool|None=None, # a file with NaN/infinite voxels: set them to its lowest value (see `medseg.io.load_nifti`)
+                   expect:dict|None=None, # the training intensity profile (saved with the weights): warn when the input is far from it
                   )->Volume: # the mask (uint8 labels) on the input's grid and affine
     "Segment a volume slice by slice with a 2D model; the mask has the input's shape, orientation and affine."
     if axis not in (0, 1, 2): raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
     if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    vol = image if isinstance(image, Volume) else load_nifti(image)
+    _check_size(size)
+    vol = _read_scan(image, allow_nan)
     can = to_canonical(vol)
     arr = can.array.astype(np.float32)
     if preprocess is not None:
         arr = np.asarray(preprocess(arr), dtype=np.float32)
         if arr.shape != can.shape: raise ValueError(f"preprocess changed the shape {can.shape} -> {arr.shape}")
+    _check_expected(arr, expect, vol)
     if device is None: device = _model_device(model)
     else: model.to(device)
     was_training = model.training
@@ -127,9 +151,12 @@ def predict_file(model:nn.Module|str|Path, # a model, or a weights file written 
     "Segment a NIfTI file with a 2D model and write the mask as NIfTI with the input's affine."
     if isinstance(model, (str, Path)):
         from medseg.models import load_model
+        path = model
         model, extra = load_model(model, with_extra=True)
         if extra.get('inputs', 1) != 1: raise ValueError("this model segments pairs of scans: use `predict_pair`")
         kwargs = {**inference_settings(extra), **kwargs}
+        if 'preprocess' not in kwargs:
+            warnings.warn(f"{path} records no preprocessing: the image is used as it is (give `preprocess`, --preprocess)", stacklevel=2)
     return save_nifti(predict_volume(model, image_path, **kwargs), out_path)
 
 # %% ../nbs/21_inference.ipynb #ad5e6a24
@@ -142,6 +169,7 @@ def inference_settings(extra:dict, # the `extra` record of a weights file
     elif extra.get('size') is not None: out['size'] = tuple(extra['size']) if isinstance(extra['size'], (list, tuple)) else int(extra['size'])
     for k in ('axis', 'keep_aspect'):
         if k in extra: out[k] = extra[k]
+    if extra.get('intensity'): out['expect'] = extra['intensity']
     return out
 
 def pair_settings(extra:dict, # the `extra` record of a two-input (paired) weights file
@@ -151,6 +179,8 @@ def pair_settings(extra:dict, # the `extra` record of a two-input (paired) weigh
     if extra.get('size') is not None and extra.get('pair_spacing') is None: out['size'] = tuple(extra['size'])   # a fixed pixel size: no resizing
     for k in ('axis', 'pair_spacing', 'fov'):
         if extra.get(k) is not None: out[k] = extra[k]
+    for k, e in (('intensity', 'expect'), ('intensity2', 'expect2')):
+        if extra.get(k): out[e] = extra[k]
     return out
 
 # %% ../nbs/21_inference.ipynb #b9662c9e
@@ -166,12 +196,17 @@ def predict_pair(model:nn.Module, # 2-channel input (B, 2, H, W) -> logits (B, 2
                  batch_size:int=16, # slices per forward pass
                  threshold:float=0., # logit threshold
                  device=None, # where to run (default: the model's device)
+                 allow_nan:bool|None=None, # files with NaN/infinite voxels: set them to their lowest value
+                 expect:dict|None=None, # the training intensity profile of scan 1 (warn when far from it)
+                 expect2:dict|None=None, # ... of scan 2
                 )->tuple: # (mask of scan 1, mask of scan 2), each on its scan's grid
     "Segment two scans of one subject with a two-input model; each mask on its own scan's grid and affine."
-    vols = [image if isinstance(image, Volume) else load_nifti(image) for image in (image1, image2)]
+    _check_size(size)
+    vols = [_read_scan(image, allow_nan) for image in (image1, image2)]
     pres = [make_preprocess(p) if p is not None else None for p in (preprocess, preprocess if preprocess2 is None else preprocess2)]
     cans = [to_canonical(v) for v in vols]
     arrs = [np.asarray(p(c.array.astype(np.float32)), np.float32) if p is not None else c.array.astype(np.float32) for p, c in zip(pres, cans)]
+    for a, e, v in zip(arrs, (expect, expect2), vols): _check_expected(a, e, v)
     sp = pair_spacing if pair_spacing is not None else min(min(cans[0].spacing), min(cans[1].spacing))
     aff, shape = common_grid(cans, sp, fov)
     x = np.stack([to_display(resample_to(Volume(a, c.affine), aff, shape, mode='nearest').array, axis) for a, c in zip(arrs, cans)], 1)

@@ -6,7 +6,7 @@ Docs: https://medseg.github.io/medseg/io.html.md"""
 
 # %% ../nbs/00_io.ipynb #bf90d50b
 from __future__ import annotations
-import hashlib, json, os, tempfile, warnings
+import hashlib, json, os, tempfile, warnings, zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,9 +18,10 @@ from nibabel.orientations import io_orientation, axcodes2ornt, ornt_transform, a
 from scipy import ndimage
 
 # %% auto #0
-__all__ = ['data_dir', 'Volume', 'atomic_write', 'file_hash', 'load_nifti', 'save_nifti', 'reorient', 'to_canonical', 'resample',
-           'window', 'normalize', 'check_same_grid', 'load_pair', 'resample_to', 'common_grid', 'to_display',
-           'display_slice', 'from_display']
+__all__ = ['MAX_VOXELS', 'data_dir', 'Volume', 'check_affine', 'atomic_write', 'same_file', 'check_output_dir', 'check_output',
+           'file_hash', 'allow_nonfinite', 'nonfinite_allowed', 'load_nifti', 'is_constant', 'save_nifti', 'reorient',
+           'to_canonical', 'resample', 'window', 'normalize', 'check_same_grid', 'load_pair', 'resample_to',
+           'common_grid', 'to_display', 'display_slice', 'from_display']
 
 # %% ../nbs/00_io.ipynb #1b760884
 def data_dir(path:str|Path|None=None, # folder given explicitly; wins over everything else
@@ -50,6 +51,7 @@ class Volume:
         self.affine = np.asarray(self.affine, dtype=np.float64)
         if self.array.ndim != 3: raise ValueError(f"a Volume is 3D; got an array of shape {self.array.shape}")
         if self.affine.shape != (4, 4): raise ValueError(f"affine must be 4x4; got {self.affine.shape}")
+        check_affine(self.affine, f"the affine of {self.path}" if self.path is not None else "the affine")
 
     @property
     def spacing(self)->tuple: return tuple(float(s) for s in np.sqrt((self.affine[:3, :3]**2).sum(0)))
@@ -66,6 +68,19 @@ class Volume:
         name = f", path='{self.path.name}'" if self.path else ''
         return (f"Volume(shape={self.shape}, dtype={self.dtype}, spacing={tuple(round(s, 4) for s in self.spacing)}, "
                 f"orientation={self.orientation}{name})")
+
+def check_affine(affine:np.ndarray, # a 4x4 voxel -> world matrix
+                 what:str='the affine', # how to name it in the error
+                ):
+    "Raise a clear error unless `affine` is finite and its 3x3 part invertible (three voxel axes spanning 3D space)."
+    a = np.asarray(affine, dtype=np.float64)
+    if not np.isfinite(a).all(): raise ValueError(f"{what} has NaN or infinite entries: the file's orientation (sform/qform) is damaged")
+    m = a[:3, :3]; norms = np.sqrt((m**2).sum(0))
+    if (norms == 0).any():
+        raise ValueError(f"{what} is singular: voxel axis {int(np.argmin(norms))} has zero length in mm (the file's orientation "
+                         "(sform/qform) or voxel size (pixdim) is damaged)")
+    if abs(np.linalg.det(m)) <= 1e-6*np.prod(norms):
+        raise ValueError(f"{what} is singular: its voxel axes do not span 3D space (the file's orientation (sform/qform) is damaged)")
 
 def _apply_aff(aff, pts):
     pts = np.asarray(pts, dtype=np.float64)
@@ -94,6 +109,43 @@ def atomic_write(path:str|Path, # the file to (re)write
         tmp.unlink(missing_ok=True)
         raise
 
+def same_file(a:str|Path, b:str|Path)->bool:
+    "Whether two paths name the same file (resolved paths, or the same file on disk: links count)."
+    a, b = Path(a), Path(b)
+    if a.resolve() == b.resolve(): return True
+    try: return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError: return False
+
+def check_output_dir(folder:str|Path, # a folder a command will write into (created later if missing)
+                     flag:str='--out', # the option that named it
+                    )->Path:
+    "Fail now unless `folder` is (or can become) a folder this process can write in; nothing is created."
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir(): raise ValueError(f"{flag} {folder} is a file, not a folder")
+    p = folder
+    while not p.exists() and p != p.parent: p = p.parent
+    if not p.is_dir(): raise ValueError(f"{flag} {folder}: {p} is a file, not a folder")
+    try:
+        fd, t = tempfile.mkstemp(prefix='.medseg-write-test-', dir=p); os.close(fd); os.unlink(t)
+    except OSError as e: raise PermissionError(f"{flag} {folder}: cannot write in {p} ({e.strerror or type(e).__name__})") from None
+    return folder
+
+def check_output(path:str|Path, # a file a command will write
+                 flag:str='-o', # the option that named it
+                 inputs=(), # the files the command reads: never written over
+                 suffixes=('.nii', '.nii.gz'), # allowed endings (None: any)
+                )->Path:
+    "Fail now unless `path` can be written: a proper name, not a folder, not an input, in a writable folder."
+    path = Path(path)
+    if suffixes and not any(path.name.endswith(s) for s in suffixes):
+        raise ValueError(f"{flag} {path}: the name must end with {' or '.join(suffixes)}")
+    if path.is_dir(): raise ValueError(f"{flag} {path} is a folder: give a file name")
+    for i in inputs:
+        if i is not None and same_file(path, i):
+            raise ValueError(f"{flag} {path} is an input of this command: medseg never writes over an input; choose another name")
+    check_output_dir(path.parent, flag)
+    return path
+
 def file_hash(path:str|Path, # a file
               chunk:int=1<<20, # bytes read at a time
              )->str: # hex SHA-256 of its content
@@ -118,23 +170,75 @@ def _exact_affine(img):
             if aff.shape == (4, 4) and np.allclose(aff, hdr_aff, rtol=1e-5, atol=1e-4): return aff
     return hdr_aff
 
+MAX_VOXELS = 2**31   # more than any scan: a header announcing more is damaged (and would exhaust memory)
+_NONFINITE = dict(allow=False)
+
+@contextmanager
+def allow_nonfinite(allow:bool=True, # accept NaN and infinite voxels (set to each image's lowest finite value)
+                   ):
+    "Within this block `load_nifti` accepts non-finite voxels by default (what `--allow-nan` does for a command)."
+    before, _NONFINITE['allow'] = _NONFINITE['allow'], bool(allow)
+    try: yield
+    finally: _NONFINITE['allow'] = before
+
+def nonfinite_allowed()->bool:
+    "The current default of `load_nifti(allow_nan=None)` (see `allow_nonfinite`)."
+    return _NONFINITE['allow']
+
+def _reason(e:BaseException, path:Path)->str:
+    "One line from an exception of a reader, without the path it repeats."
+    msg = ' '.join(str(e).split()) or type(e).__name__
+    return msg.replace(f'"{path}"', path.name).replace(f"'{path}'", path.name).replace(str(path), path.name)[:200]
+
 def load_nifti(path:str|Path, # .nii or .nii.gz file
                canonical:bool=False, # reorient to RAS on load
-               allow_nan:bool=False, # accept NaN voxels instead of raising
+               allow_nan:bool|None=None, # accept NaN/infinite voxels, set to the lowest finite value (None: `nonfinite_allowed()`)
+               keep_nonfinite:bool=False, # keep NaN/infinite voxels as stored (to inspect a file)
               )->Volume:
-    "Read a 3D NIfTI file into a `Volume`, keeping its dtype and exact affine."
+    "Read a 3D NIfTI file into a `Volume`, keeping its dtype and exact affine; anything else is a one-line error naming the file."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"no such NIfTI file: {path}")
+    if path.is_dir(): raise ValueError(f"{path} is a folder, not a NIfTI file")
+    if path.stat().st_size == 0: raise ValueError(f"{path} is empty (0 bytes): not a NIfTI file")
     try: img = nib.load(str(path))
-    except Exception as e: raise ValueError(f"{path} is not a readable NIfTI file: {e}") from e
-    arr = np.asanyarray(img.dataobj)
-    while arr.ndim > 3 and arr.shape[-1] == 1: arr = arr[..., 0]
-    if arr.ndim != 3: raise ValueError(f"{path.name}: expected a 3D image, got shape {arr.shape}")
-    if not allow_nan and np.issubdtype(arr.dtype, np.floating):
-        n = int(np.isnan(arr).sum())
-        if n: raise ValueError(f"{path.name} has {n} NaN voxels (pass allow_nan=True to load it anyway)")
-    vol = Volume(arr, _exact_affine(img), path)
+    except Exception as e: raise ValueError(f"{path} is not a readable NIfTI file ({_reason(e, path)})") from None
+    dt = img.get_data_dtype()
+    if dt.fields is not None or dt.kind not in 'biuf':
+        raise ValueError(f"{path} holds {dt} voxels ({'RGB' if dt.fields else dt.kind == 'c' and 'complex' or 'non-numeric'} data): "
+                         "medseg reads scans with one real number per voxel")
+    full = tuple(int(s) for s in img.shape)
+    shape = full
+    while len(shape) > 3 and shape[-1] == 1: shape = shape[:-1]
+    if len(shape) > 3: raise ValueError(f"{path} is {len(shape)}D ({' x '.join(map(str, full))}): a series of {int(np.prod(shape[3:]))} "
+                                        "volumes or channels; medseg segments one 3D volume: extract one first")
+    if len(shape) < 2 or min(shape) < 1: raise ValueError(f"{path} has shape {full}: not an image")
+    n = int(np.prod(shape, dtype=np.int64))
+    if n > MAX_VOXELS: raise ValueError(f"{path}: the header announces {' x '.join(map(str, shape))} = {n:,} voxels: the file is damaged")
+    try: aff = _exact_affine(img)
+    except Exception as e: raise ValueError(f"{path} has an unreadable orientation (sform/qform: {_reason(e, path)})") from None
+    check_affine(aff, f"the affine of {path}")
+    try: arr = np.asanyarray(img.dataobj)
+    except MemoryError: raise ValueError(f"{path}: {n:,} voxels do not fit in memory") from None
+    except Exception as e: raise ValueError(f"{path} is truncated or damaged ({_reason(e, path)})") from None
+    arr = arr.reshape(shape)
+    if arr.ndim == 2: arr = arr[:, :, None]           # a 2D image: a volume of one slice
+    if np.issubdtype(arr.dtype, np.floating) and not keep_nonfinite:
+        bad = ~np.isfinite(arr)
+        nb = int(bad.sum())
+        if nb:
+            if not (nonfinite_allowed() if allow_nan is None else allow_nan):
+                raise ValueError(f"{path} has {nb} NaN or infinite voxel(s): fix the file, or use --allow-nan "
+                                 "(Python: allow_nan=True) to set them to the image's lowest finite value")
+            if nb == arr.size: raise ValueError(f"{path} has no finite voxel (all {nb} are NaN or infinite)")
+            arr = np.array(arr); arr[bad] = arr[~bad].min()
+    vol = Volume(arr, aff, path)
     return to_canonical(vol) if canonical else vol
+
+def is_constant(a:np.ndarray)->bool:
+    "Whether every (finite) value of `a` is the same: an image with nothing in it to segment."
+    a = np.asarray(a)
+    if np.issubdtype(a.dtype, np.floating): a = a[np.isfinite(a)]
+    return a.size == 0 or a.min() == a.max()
 
 # %% ../nbs/00_io.ipynb #45a9bf7a
 def _nii_suffix(path:Path)->str: return '.nii.gz' if path.name.endswith('.nii.gz') else path.suffix
@@ -150,6 +254,7 @@ def save_nifti(vol:Volume|np.ndarray, # volume, or a 3D array with `affine`
         vol = Volume(vol, affine)
     path = Path(path)
     if _nii_suffix(path) not in ('.nii', '.nii.gz'): raise ValueError(f"{path.name}: expected a .nii or .nii.gz name")
+    if path.is_dir(): raise ValueError(f"{path} is a folder: cannot write a NIfTI file over it")
     arr = vol.array if dtype is None else vol.array.astype(dtype)
     if arr.dtype == bool: arr = arr.astype(np.uint8)
     img = nib.Nifti1Image(arr, vol.affine)
@@ -246,12 +351,14 @@ def check_same_grid(image:Volume, # the image
                     atol:float=1e-3, # tolerance on affine entries (mm)
                    ):
     "Raise a clear error unless `label` lies on the same voxel grid as `image`."
+    ln, im = (label.path or 'the label map'), (image.path.name if image.path is not None else 'its image')
     if image.shape != label.shape:
-        raise ValueError(f"label grid {label.shape} does not match image grid {image.shape}")
+        raise ValueError(f"label map {ln} ({' x '.join(map(str, label.shape))}) does not match the grid of its image {im} "
+                         f"({' x '.join(map(str, image.shape))}): they must share one voxel grid")
     if not np.allclose(image.affine, label.affine, atol=atol):
-        raise ValueError("label affine does not match image affine:\n"
-                         f"image {image.orientation} {np.round(image.affine, 3).tolist()}\n"
-                         f"label {label.orientation} {np.round(label.affine, 3).tolist()}")
+        d = float(np.abs(image.affine - label.affine).max())
+        raise ValueError(f"label map {ln} does not match its image {im}: the affines differ by up to {d:.3g} mm "
+                         f"(image {image.orientation}, label {label.orientation}); they must share one voxel grid")
 
 def load_pair(image_path:str|Path, # image file
               label_path:str|Path, # label file on the same grid

@@ -6,7 +6,7 @@ Docs: https://medseg.github.io/medseg/models.html.md"""
 
 # %% ../nbs/13_models.ipynb #8b97f748
 from __future__ import annotations
-import functools, inspect
+import functools, inspect, pickle
 from pathlib import Path
 
 import torch
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 __all__ = ['PAPER_WIDTHS', 'register_model', 'registered_models', 'build_model', 'count_params', 'ConvBlock', 'UNetEncoder',
            'UNetDecoder', 'UNet', 'SCSE', 'DuSEUNet', 'AttentionGate', 'AttentionUNet', 'RecurrentConv', 'RRBlock',
            'R2UNet', 'ProjectionHead', 'contrastive_encoder', 'ResBlock', 'ResnetGenerator', 'PatchDiscriminator',
-           'RCNN', 'Registor', 'save_model', 'load_model']
+           'RCNN', 'Registor', 'save_model', 'check_device', 'load_model']
 
 # %% ../nbs/13_models.ipynb #a6145606
 _REGISTRY: dict = {}
@@ -632,16 +632,54 @@ def save_model(model:nn.Module, # an instance of a registered class
         torch.save({'class': name, 'config': cfg, 'state_dict': sd, 'extra': extra, 'medseg_version': __version__}, tmp)
     return path
 
+def check_device(device, # 'cpu', 'cuda', 'cuda:1', 'mps', a torch.device, or None (the default device)
+                 flag:str='--device', # the option that named it
+                )->str|None:
+    "The device, checked: a name torch knows, and present on this machine."
+    if device is None: return None
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{flag} {device!r} is not a device: use cpu, cuda, cuda:N or mps") from None
+    if d.type == 'cuda':
+        if not torch.cuda.is_available(): raise ValueError(f"{flag} {device}: no CUDA GPU is available here; use {flag} cpu")
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise ValueError(f"{flag} {device}: this machine has {torch.cuda.device_count()} GPU(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    elif d.type == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
+        raise ValueError(f"{flag} {device}: Apple's MPS is not available here; use {flag} cpu")
+    elif d.type not in ('cpu', 'cuda', 'mps'): raise ValueError(f"{flag} {device!r}: medseg runs on cpu, cuda or mps")
+    return str(d)
+
+def _one_line(e)->str: return ' '.join(str(e).split())[:240] or type(e).__name__
+
 def load_model(path:str|Path, # a file written by `save_model`
                map_location='cpu', # where to put the weights (as for torch.load); the model is moved there
                with_extra:bool=False, # also return the `extra` dict
               ):
-    "Rebuild a model saved with `save_model` (eval mode); `(model, extra)` if `with_extra`."
-    obj = torch.load(path, map_location=map_location, weights_only=True)
+    "Rebuild a model saved with `save_model` (eval mode); `(model, extra)` if `with_extra`. Any other file is a one-line error naming it."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"no such weights file: {path}")
+    if path.is_dir(): raise ValueError(f"{path} is a folder, not a weights file (give the model.pt of a run folder)")
+    if path.stat().st_size == 0: raise ValueError(f"{path} is empty (0 bytes): not a weights file")
+    try: obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if 'Unsupported global' in str(e) or 'GLOBAL' in str(e):
+            raise ValueError(f"{path} holds pickled Python objects (e.g. a whole nn.Module), not medseg weights: medseg reads only "
+                             "files written by medseg.models.save_model (medseg train writes them), which run no code when loaded") from None
+        raise ValueError(f"{path} is not a readable weights file: truncated, damaged, or not a PyTorch file") from None
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable weights file: truncated, damaged, or not a PyTorch file ({_one_line(e)[:120]})") from None
     if not isinstance(obj, dict) or not {'class', 'config', 'state_dict'} <= set(obj):
         raise ValueError(f"{path} is not a medseg model file (expected a dict with 'class', 'config', 'state_dict')")
-    model = build_model(obj['class'], **obj['config'])
-    model.load_state_dict(obj['state_dict'])
+    if obj['class'] not in _REGISTRY: build_model(obj['class'])      # the error naming the registered classes
+    try: model = build_model(obj['class'], **obj['config'])
+    except Exception as e: raise ValueError(f"{path}: cannot rebuild its {obj['class']} from the saved configuration ({_one_line(e)})") from None
+    try: model.load_state_dict(obj['state_dict'])
+    except Exception as e:
+        keys = sd_keys = set(model.state_dict())
+        got = set(obj['state_dict']) if isinstance(obj['state_dict'], dict) else set()
+        why = (f"{len(sd_keys - got)} missing and {len(got - sd_keys)} unexpected tensors" if got != sd_keys else
+               "tensors of the wrong shapes")
+        raise ValueError(f"{path}: its weights do not fit the {obj['class']} it describes ({why}): the file is damaged or was edited") from None
     if isinstance(map_location, (str, torch.device)): model.to(map_location)
     model.eval()
     return (model, obj.get('extra', {})) if with_extra else model

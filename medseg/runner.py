@@ -22,11 +22,11 @@ from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
 from fastcore.docments import docments
 
-from .io import atomic_write, file_hash
-from .scans import as_scans, as_subjects, LabelSpec, preprocess_spec, MISSING
+from .io import atomic_write, file_hash, allow_nonfinite, check_output_dir
+from .scans import as_scans, as_subjects, LabelSpec, preprocess_spec, make_preprocess, canonical, intensity_profile, MISSING
 from .augment import AUGMENTATIONS
 from .data import slice_dls, SegDataLoader
-from .models import save_model, load_model, contrastive_encoder, UNetEncoder, UNet, PAPER_WIDTHS
+from .models import save_model, load_model, contrastive_encoder, UNetEncoder, UNet, PAPER_WIDTHS, check_device
 from .losses import dice_loss
 from .trainer import (finetune_learner, dice_metrics, pick_device, LeanLearner, Precision, PRECISIONS, NonFiniteGuard,
                             TrainingDiverged, learner_state, load_learner_state, loader_state, set_rng_state)
@@ -53,6 +53,7 @@ def data_options(label_dir:str|None=None, # folder of the label maps (default: t
                  middle:float|None=None, # keep this central fraction of each scan's slices (default: all)
                  valid_pct:float=0.2, # fraction of the scans held out for validation (0: none)
                  max_scans:int|None=None, # use only the first scans (sorted ids), for quick runs
+                 allow_nan:bool=False, # accept images with NaN or infinite voxels (set to each image's lowest finite value)
                  image2_suffix:str='_t2', # paired data: second images are {id}{suffix}.nii(.gz)
                  label2_suffix:str='_t2_label', # paired data: their label maps
                  preprocess2:str|None=None, # paired data: preprocessing of the second images (default: as the first)
@@ -73,10 +74,10 @@ TRACKERS = ('none', 'tensorboard', 'mlflow')   # experiment trackers (history.cs
 
 DATA_KINDS = {   # which data options apply to which kind of method
     'labelled': ('label_dir', 'image_suffix', 'label_suffix', 'missing', 'labels', 'classes', 'preprocess', 'size', 'spacing',
-                 'axis', 'middle', 'valid_pct', 'max_scans'),
-    'images': ('image_suffix', 'label_suffix', 'preprocess', 'size', 'spacing', 'axis', 'middle', 'valid_pct', 'max_scans'),
+                 'axis', 'middle', 'valid_pct', 'max_scans', 'allow_nan'),
+    'images': ('image_suffix', 'label_suffix', 'preprocess', 'size', 'spacing', 'axis', 'middle', 'valid_pct', 'max_scans', 'allow_nan'),
     'paired': ('label_dir', 'image_suffix', 'label_suffix', 'image2_suffix', 'label2_suffix', 'labels', 'classes', 'preprocess',
-               'preprocess2', 'size', 'spacing', 'axis', 'middle', 'valid_pct', 'max_scans'),
+               'preprocess2', 'size', 'spacing', 'axis', 'middle', 'valid_pct', 'max_scans', 'allow_nan'),
 }
 DATA_KINDS['optional-labels'] = DATA_KINDS['labelled']
 
@@ -408,15 +409,27 @@ class RunContext:
         else: out['size'] = [self.size, self.size]
         return out
 
+    def intensity(self, images=None, # Volumes or NIfTI paths (default: the run's images)
+                  preprocess=None, # a spec or a callable (default: the run's)
+                  max_images:int=8, # profile at most this many
+                 )->dict:
+        "The intensity profile (`medseg.scans.intensity_profile`) of images after preprocessing: what a segmenter of the run saw."
+        imgs = list(self.images().values()) if images is None else list(images)
+        pre = make_preprocess(self.preprocess if preprocess is None else preprocess)
+        return intensity_profile([pre(canonical(im).array.astype(np.float32)) for im in imgs[:max_images]])
+
     def save(self, model:torch.nn.Module, # a model of a registered class (`medseg.models.register_model`)
              name:str='model.pt', # file in the run folder
              role:str='segmenter', # 'segmenter' (what `medseg predict` applies), 'encoder' or 'pretrained'
              **extra, # more plain values to store, overriding the prediction settings
             )->Path:
-        "Save a network in the run folder with the run's prediction settings, method and role."
+        "Save a network in the run folder with the run's prediction settings, method and role (a segmenter: and its training intensities)."
         self.start()
-        return save_model(model.cpu().eval() if role == 'segmenter' else model.cpu(), self.out/name,
-                          **{**self.prediction(), 'method': self.method.name, 'role': role, **extra})
+        extra = {**self.prediction(), 'method': self.method.name, 'role': role, **extra}
+        if role == 'segmenter' and 'intensity' not in extra: extra['intensity'] = self.intensity(preprocess=extra['preprocess'])
+        if role == 'segmenter' and extra.get('inputs') == 2 and 'intensity2' not in extra:
+            extra['intensity2'] = self.intensity([v[2] for v in self.scans.values()], extra.get('preprocess2') or extra['preprocess'])
+        return save_model(model.cpu().eval() if role == 'segmenter' else model.cpu(), self.out/name, **extra)
 
     def segmenter_stage(self, pretrained=None, # an encoder, a U-Net or a file of one; None: a new encoder (random init)
                         init:str='encoder', # 'encoder' or 'unet' (see `medseg.trainer.finetune_learner`)
@@ -638,6 +651,7 @@ def _check_numbers(opts:dict, options:dict):
         if k == 'epochs' and isinstance(v, tuple):
             if lo < 0 or max(vals) < 1: bad(k, 'epochs per stage must be 0 or more, and one of them positive')
         elif k in ('epochs', 'bs', 'size', 'max_scans') and lo < 1: bad(k, 'must be at least 1')
+        if k == 'size' and max(vals) > 4096: bad(k, 'must be at most 4096 pixels')
         if k.endswith('_epochs') and lo < 0: bad(k, 'must be 0 or more')
         if (k in ('lr', 'spacing', 'checkpoint_minutes') or k.endswith('_lr')) and not lo > 0: bad(k, 'must be positive')
         if (k == 'lr' or k.endswith('_lr')) and max(vals) >= 1:   # Adam's step moves each weight by about lr
@@ -656,6 +670,7 @@ def resolve_options(method:str, # a registered method
     out = {k: (o.parse(options[k]) if k in options else o.default) for k, o in opts.items()}
     _check_numbers(out, opts)
     if out.get('labels') is not None or out.get('classes') is not None: LabelSpec.parse(out.get('labels'), out.get('classes'))
+    if out.get('device') is not None: check_device(out['device'])
     if 'preprocess' in out: preprocess_spec(out['preprocess'])
     if out.get('preprocess2') is not None: preprocess_spec(out['preprocess2'])
     if 'augs' in out and isinstance(out['augs'], str) and out['augs'] not in AUGMENTATIONS:
@@ -757,10 +772,11 @@ def train(method:str, # a registered method: `list(load_methods())`
         for k in PATH_OPTIONS:
             if isinstance(opts.get(k), (str, Path)): opts[k] = str(Path(opts[k]).resolve())
         out = Path(out if out is not None else f'medseg-{method}')
-    if out.exists() and not out.is_dir(): raise ValueError(f"--out {out} is a file, not a folder")
+    check_output_dir(out, '--out')                 # before any work: a folder this process can write in
     check_tracker(opts.get('tracker', 'none'))
     scans = find_data(m, data, opts)
     inputs = run_inputs(scans, opts)
+    nonfinite = allow_nonfinite(bool(opts.get('allow_nan')))   # --allow-nan, for every scan the run loads
     fresh = cfg is None
     if fresh:
         cfg = dict(method=method, status='running', data=str(Path(data).resolve()) if isinstance(data, (str, Path)) else None,
@@ -788,7 +804,7 @@ def train(method:str, # a registered method: `list(load_methods())`
     old, status, t0 = _install_signals(), 'failed', time.perf_counter()
     _STOP['signum'] = None
     try:
-        m.fn(run, **{k: v for k, v in opts.items() if k in own})
+        with nonfinite: m.fn(run, **{k: v for k, v in opts.items() if k in own})
         status = 'finished'
     except RunInterrupted as e:
         status = 'interrupted'
@@ -824,7 +840,12 @@ def pretrained_file(init:str|Path, # a run folder of a pretraining method, or a 
     p = Path(init)
     if p.is_dir():
         for name in ('encoder.pt', 'model.pt'):
-            if (p/name).exists(): return p/name
-        raise FileNotFoundError(f"--init {p}: the folder holds no encoder.pt or model.pt (give a run folder of medseg train polycl|ssl, or a .pt file)")
+            if (p/name).exists(): p = p/name; break
+        else: raise FileNotFoundError(f"--init {p}: the folder holds no encoder.pt or model.pt (give a run folder of medseg train polycl|ssl, or a .pt file)")
     if not p.exists(): raise FileNotFoundError(f"--init {p}: no such file or folder")
+    try: m = load_model(p)
+    except (ValueError, FileNotFoundError) as e: raise ValueError(f"--init {e}") from None
+    if not (isinstance(m, (UNet, UNetEncoder)) or callable(getattr(m, 'unet', None))):
+        raise ValueError(f"--init {p} holds a {type(m).__name__}, not a pretrained encoder or U-Net: give the run folder (or its encoder.pt) "
+                         "of `medseg train polycl|ssl`, or the model.pt of `medseg train supervised|finetune`")
     return p

@@ -15,14 +15,15 @@ import torch
 import torch.nn.functional as F
 
 from .io import (Volume, load_nifti, to_canonical, resample_to, common_grid, window, normalize, check_same_grid,
-                       to_display)
+                       to_display, is_constant, nonfinite_allowed)
 
 # %% auto #0
 __all__ = ['NII_SUFFIXES', 'MISSING', 'MANIFEST_COLUMNS', 'PREPROCESS', 'scan_id', 'find_images', 'find_pairs', 'read_manifest',
            'read_msd', 'msd_classes', 'is_msd', 'as_scans', 'as_subjects', 'ct_window', 'mr_minmax', 'zscore',
-           'as_float', 'preprocess_spec', 'make_preprocess', 'LabelSpec', 'label_values', 'check_label_spec',
-           'canonical', 'slice_table', 'keep_middle', 'keep_labelled', 'select_slices', 'size2', 'fit_slices',
-           'spaced_grid', 'spaced_slices', 'ScanStore', 'PairedStore', 'split_scans']
+           'as_float', 'preprocess_spec', 'make_preprocess', 'intensity_profile', 'check_intensity', 'LabelSpec',
+           'label_values', 'check_label_spec', 'canonical', 'slice_table', 'keep_middle', 'keep_labelled',
+           'select_slices', 'size2', 'fit_slices', 'spaced_grid', 'spaced_slices', 'ScanStore', 'PairedStore',
+           'split_scans']
 
 # %% ../nbs/10_scans.ipynb #6789e92d
 NII_SUFFIXES = ('.nii.gz', '.nii')
@@ -247,6 +248,35 @@ def make_preprocess(spec, # a spec (see `preprocess_spec`) or a callable `array 
         return lambda a: window(a, c, w)
     return PREPROCESS[s]
 
+# %% ../nbs/10_scans.ipynb #071385a2
+def intensity_profile(images, # arrays or Volumes, already preprocessed
+                      samples:int=200_000, # voxels drawn per image at most
+                      seed:int=0, # seed of the draw
+                     )->dict: # p1, p50, p99 (floats) and n_images
+    "The 1st, 50th and 99th percentiles of the (finite) voxels of `images`, pooled: what a model saw in training."
+    rng, vals = np.random.default_rng(seed), []
+    for im in images:
+        a = np.asarray(im.array if isinstance(im, Volume) else im, dtype=np.float32).ravel()
+        a = a[np.isfinite(a)]
+        if a.size > samples: a = a[rng.choice(a.size, samples, replace=False)]
+        vals.append(a)
+    v = np.concatenate(vals) if vals else np.zeros(0, np.float32)
+    if not v.size: raise ValueError("no finite voxel to profile")
+    p1, p50, p99 = (float(x) for x in np.percentile(v, (1, 50, 99)))
+    return dict(p1=p1, p50=p50, p99=p99, n_images=len(vals))
+
+def check_intensity(profile:dict, # of the input, after the preprocessing (`intensity_profile`)
+                    expected:dict, # the training profile saved with the weights
+                    tol:float=0.5, # allowed shift of a percentile, in units of the trained p1..p99 range
+                   )->str|None: # why they disagree, with the numbers; None when they agree
+    "Whether an input's intensities, after preprocessing, look like what the model was trained on."
+    span = max(expected['p99'] - expected['p1'], 1e-6)
+    off = max(abs(profile[k] - expected[k]) for k in ('p1', 'p50', 'p99'))/span
+    if off <= tol: return None
+    f = lambda d: f"{d['p1']:.4g} / {d['p50']:.4g} / {d['p99']:.4g}"
+    return (f"its intensities after preprocessing (1st / 50th / 99th percentiles {f(profile)}) are far from those the model "
+            f"was trained on ({f(expected)}): a different modality or intensity scale, or the wrong preprocessing")
+
 # %% ../nbs/10_scans.ipynb #60ccd461
 def _ints(v, what):
     vals = []
@@ -255,7 +285,7 @@ def _ints(v, what):
         if not t: continue
         try: f = float(t)
         except ValueError: raise ValueError(f"{what}: {t!r} is not a label value (integers, e.g. 51,52)") from None
-        if f != int(f): raise ValueError(f"{what}: label values are integers, got {t}")
+        if not np.isfinite(f) or f != int(f): raise ValueError(f"{what}: label values are integers, got {t}")
         vals.append(int(f))
     if not vals: raise ValueError(f"{what}: no label values given")
     return tuple(sorted(set(vals)))
@@ -355,10 +385,12 @@ def check_label_spec(spec:LabelSpec, # the classes asked for
                          f"(values present, e.g. {where}); check --labels/--classes")
 
 # %% ../nbs/10_scans.ipynb #271b944e
-def canonical(x)->Volume:
+def canonical(x, # a Volume or a NIfTI path
+              allow_nan:bool|None=None, # for a path: accept non-finite voxels (see `medseg.io.load_nifti`)
+             )->Volume:
     "A canonical (RAS) Volume from a Volume or a NIfTI path."
     if isinstance(x, Volume): return to_canonical(x)
-    if isinstance(x, (str, Path)): return load_nifti(x, canonical=True)
+    if isinstance(x, (str, Path)): return load_nifti(x, canonical=True, allow_nan=allow_nan)
     raise TypeError(f"expected a Volume or a NIfTI path, got {type(x).__name__}")
 
 def _as_volume(x): return None if x is None else canonical(x)
@@ -495,8 +527,10 @@ class ScanStore:
                  spacing:float|None=None, # resample each scan to this in-plane pixel size (mm), on a `size` grid centred on it
                  size=None, # with `spacing`: the in-plane grid (pixels)
                  axis:int=2, # with `spacing`: the slicing axis
+                 allow_nan:bool|None=None, # accept NaN/infinite voxels (set to each image's lowest value); None: `medseg.io.nonfinite_allowed()` now
                 ):
         self.scans, self.preprocess, self.spec = dict(scans), make_preprocess(preprocess), LabelSpec.parse(labels)
+        self.allow_nan = nonfinite_allowed() if allow_nan is None else bool(allow_nan)
         self.spacing, self.size, self.axis = spacing, size, axis
         if spacing is not None and size is None: raise ValueError("a store with `spacing` needs the slice `size` too")
         self._cache, self._values = {}, {}
@@ -516,14 +550,17 @@ class ScanStore:
 
     def _image(self, image, sid)->Volume:
         "Load, reorient and preprocess one image."
-        img = canonical(image)
+        img = canonical(image, self.allow_nan)
+        if is_constant(img.array):
+            raise ValueError(f"{img.path or sid} is a constant image (every voxel is {float(img.array.flat[0]):g}): there is nothing "
+                             "in it to learn from or segment; remove it from the data")
         x = np.ascontiguousarray(self.preprocess(img.array.astype(np.float32)), dtype=np.float32)
         if x.shape != img.shape: raise ValueError(f"preprocessing changed the shape of {sid!r}: {img.shape} -> {x.shape}")
         return Volume(x, img.affine, img.path)
 
     def _mask(self, label, spec, sid, img:Volume)->Volume:
         "Load a label map on `img`'s grid, check its values, encode its classes."
-        lbl = canonical(label)
+        lbl = canonical(label, self.allow_nan)
         check_same_grid(img, lbl)
         self._values[sid] = label_values(lbl.array, f"label map {lbl.path or sid}")
         return Volume(spec.encode(lbl.array), lbl.affine, lbl.path)

@@ -25,7 +25,7 @@ from fastai.torch_core import find_bs
 from fastcore.foundation import L
 import fastai.callback.schedule  # adds Learner.fit_one_cycle (used by `fit_stages`)
 
-from .models import UNetEncoder, UNet, load_model
+from .models import UNetEncoder, UNet, load_model, check_device
 from .metrics import DiceMetric
 from .losses import dice_loss
 
@@ -526,8 +526,8 @@ class PlaceholderTarget(Callback):
 
 # %% ../nbs/20_trainer.ipynb #f230bb30
 def pick_device(device=None)->str:
-    "`device`, or 'cuda' when a GPU is there, else 'cpu'."
-    return str(device) if device else ('cuda' if torch.cuda.is_available() else 'cpu')
+    "`device` (checked: `medseg.models.check_device`), or 'cuda' when a GPU is there, else 'cpu'."
+    return check_device(device) if device else ('cuda' if torch.cuda.is_available() else 'cpu')
 
 def dice_metrics(n_classes:int=1, # classes besides the background
                  names=None, # class names for the columns (default 1, 2, ...)
