@@ -1,4 +1,4 @@
-"""The `medseg` console script, a thin layer over the library: `train NAME` for every registered method (its options generated from the method's signature), `predict` segments a scan with trained weights, `demo` trains the unsupervised segmenter and shows what it does, `info` describes a scan. `python -m medseg` is the same command.
+"""The `medseg` console script, a thin layer over the library: `train NAME` for every registered method (its options generated from the method's signature), `predict` segments scans — a file, a folder, a cohort — with trained weights (an ensemble, test-time flips, postprocessing), `evaluate` scores masks against reference labels, `demo` trains the unsupervised segmenter and shows what it does, `info` describes a scan. `python -m medseg` is the same command.
 
 Docs: https://medseg.github.io/medseg/cli.html.md"""
 
@@ -82,44 +82,78 @@ def _cmd_demo(args):
     print(f"weights: {r['weights']}  (use: medseg predict {r['weights']} IMAGE.nii.gz -o MASK.nii.gz)")
     return 0
 
+def _split_weights(paths:list)->tuple:
+    "The leading weights (.pt files, or run folders holding a model.pt) and the scans after them."
+    w = []
+    for p in paths:
+        q = Path(p)
+        if q.suffix in ('.pt', '.pth') or (q.is_dir() and (q/'model.pt').is_file()): w.append(q/'model.pt' if q.is_dir() else q)
+        else: break
+    if not w: raise ValueError(f"the first argument must be weights (a model.pt, or a run folder holding one), got {paths[0]}")
+    if len(w) == len(paths): raise ValueError("no scans to segment: give files, folders, glob patterns or a manifest after the weights")
+    return w, list(paths[len(w):])
+
 def _cmd_predict(args):
     from medseg.models import load_model, check_device
     from medseg.io import save_nifti
     from medseg.scans import make_preprocess, preprocess_spec
-    from medseg.inference import predict_volume, predict_pair, inference_settings, pair_settings
+    from medseg.inference import predict_files, predict_pair, pair_settings
+    weights, inputs = _split_weights(args.paths)
     # every check before the work: the options, where the masks go (never over an input), the weights
     if args.size is not None and not (isinstance(args.size, int) and 1 <= args.size <= 4096):
         raise ValueError(f"--size: must be from 1 to 4096 pixels, got {args.size}")
+    if not (isinstance(args.bs, int) and args.bs >= 1): raise ValueError(f"--bs: must be at least 1, got {args.bs}")
+    if not (np.isfinite(args.min_size) and args.min_size >= 0): raise ValueError(f"--min-size: a number of millilitres >= 0, got {args.min_size}")
     if args.preprocess is not None:
         try: preprocess_spec(args.preprocess)
         except ValueError as e: raise ValueError(f"--preprocess: {e}") from None
     check_device(args.device)
-    inputs = [args.image, args.image2, args.weights]
-    check_output(args.output, '-o', inputs)
-    if args.output2 is not None:
-        check_output(args.output2, '--output2', inputs + [args.output])
-        if Path(args.output2).resolve() == Path(args.output).resolve(): raise ValueError("--output2 and -o name the same file")
-    for f in (args.image, args.image2):
-        if f is not None and not Path(f).is_file():
-            raise FileNotFoundError(f"no such NIfTI file: {f}" if not Path(f).exists() else f"{f} is a folder, not a NIfTI file")
-    model, extra = load_model(args.weights, with_extra=True)
-    paired = extra.get('inputs', 1) == 2
-    if paired != (args.image2 is not None):
-        raise ValueError(f"{args.weights} segments pairs of scans: give --image2 and --output2" if paired else
-                         f"{args.weights} segments single scans: --image2 is only for models of `medseg train cooperative`")
-    kw = (pair_settings if paired else inference_settings)(extra)
-    if args.preprocess is None and 'preprocess' not in kw:
-        warnings.warn(f"{args.weights} records no preprocessing: the image is used as it is (give --preprocess)")
-    if args.preprocess is not None: kw['preprocess'] = make_preprocess(args.preprocess)
-    if args.size is not None: kw['size'] = (args.size, args.size); kw.pop('spacing', None)
-    if args.axis is not None: kw['axis'] = args.axis
-    if args.device is not None: kw['device'] = args.device
-    kw['allow_nan'] = args.allow_nan
-    if paired:
+    if args.image2 is not None:                               # one pair of scans (a model of `medseg train cooperative`)
+        if len(weights) > 1 or len(inputs) > 1: raise ValueError("--image2 segments one pair with one model: give one weights file and one scan")
+        image = inputs[0]
+        ins = [image, args.image2, *weights]
+        check_output(args.output, '-o', ins)
+        if load_model(weights[0], with_extra=True)[1].get('inputs', 1) != 2:
+            raise ValueError(f"{weights[0]} segments single scans: --image2 is only for models of `medseg train cooperative`")
         if args.output2 is None: raise ValueError("--output2 is required with --image2: where to write the second mask")
-        m1, m2 = predict_pair(model, args.image, args.image2, **kw)
+        check_output(args.output2, '--output2', ins + [args.output])
+        if Path(args.output2).resolve() == Path(args.output).resolve(): raise ValueError("--output2 and -o name the same file")
+        for f in (image, args.image2):
+            if not Path(f).is_file(): raise FileNotFoundError(f"no such NIfTI file: {f}" if not Path(f).exists() else f"{f} is a folder, not a NIfTI file")
+        model, extra = load_model(weights[0], with_extra=True)
+        if extra.get('inputs', 1) != 2: raise ValueError(f"{weights[0]} segments single scans: --image2 is only for models of `medseg train cooperative`")
+        kw = pair_settings(extra)
+        if args.preprocess is not None: kw['preprocess'] = make_preprocess(args.preprocess)
+        if args.size is not None: kw['size'] = (args.size, args.size)
+        if args.axis is not None: kw['axis'] = args.axis
+        m1, m2 = predict_pair(model, image, args.image2, device=args.device, allow_nan=args.allow_nan, **kw)
         print(f"masks written to {save_nifti(m1, args.output)} and {save_nifti(m2, args.output2)}")
-    else: print(f"mask written to {save_nifti(predict_volume(model, args.image, **kw), args.output)}")
+        return 0
+    fast = dict(precision='auto', channels_last=True) if args.fast else {}
+    res = predict_files(weights, inputs, args.output, image_suffix=args.image_suffix, overwrite=args.overwrite, probabilities=args.probabilities,
+                        keep_largest=args.keep_largest, fill_holes=args.fill_holes, min_size=args.min_size, progress=not args.quiet,
+                        preprocess=args.preprocess, size=None if args.size is None else (args.size, args.size), axis=args.axis, axes=args.axes,
+                        tta=args.tta, device=args.device, bs=args.bs, allow_nan=args.allow_nan,
+                        **{'precision': args.precision, 'channels_last': args.channels_last, 'compile': args.compile, **fast})
+    done, skipped = int((res.status == 'written').sum()), int((res.status == 'skipped').sum())
+    if len(res) == 1 and Path(args.output).name.endswith(('.nii', '.nii.gz')):
+        print(f"mask written to {res.output[0]}" if done else f"{res.output[0]} exists: skipped (--overwrite to predict again)")
+    else:
+        print(f"{done} mask(s) written to {args.output}" + (f"; {skipped} skipped: already there (--overwrite to predict again)" if skipped else ''))
+    return 0
+
+def _cmd_evaluate(args):
+    from medseg.evaluate import evaluate_folder, summarize_evaluation
+    out = Path(args.out) if args.out is not None else Path(args.pred)/'evaluation.csv'
+    df = evaluate_folder(args.pred, args.ref, args.pred_suffix, args.label_suffix, args.labels, args.classes, args.missing, out, args.plot)
+    s = summarize_evaluation(df)
+    print(f"{df.case.nunique()} case(s), {df['class'].nunique()} class(es): {out} and {Path(args.plot) if args.plot else out.with_suffix('.png')}")
+    for cls, g in s.groupby('class', sort=False):
+        parts = []
+        for _, r in g.iterrows():
+            if r.metric not in ('dice', 'hd95', 'assd', 'vol_diff_ml'): continue
+            parts.append(f"{r.metric} {r['mean']:.4g} ± {r['std']:.3g} (median {r['median']:.4g})" + (f", {r.not_finite} not finite" if r.not_finite else ''))
+        print(f"  {cls}: " + '; '.join(parts))
     return 0
 
 def _status(run_dir)->str|None:
@@ -191,18 +225,43 @@ def build_parser(methods:bool=True, # add `medseg train NAME` for the registered
                    help='with --labels: an image without a label map: raise an error, skip it, or keep it without metrics')
     d.add_argument('--allow-nan', action='store_true', help="accept images with NaN or infinite voxels (set to each image's lowest value)")
     d.set_defaults(func=_cmd_demo)
-    pr = sub.add_parser('predict', help='segment a NIfTI volume (or a pair of them) slice by slice with trained weights')
-    pr.add_argument('weights', help='a model.pt written by medseg train (or demo)')
-    pr.add_argument('image', help='NIfTI image')
-    pr.add_argument('-o', '--output', required=True, help='where to write the mask (.nii.gz)')
+    pr = sub.add_parser('predict', help='segment scans — files, folders, glob patterns or a manifest — with one model or an ensemble')
+    pr.add_argument('paths', nargs='+', metavar='WEIGHTS... SCAN...',
+                    help='weights (model.pt files, or run folders holding one; several: an ensemble), then the scans: NIfTI files, folders, glob patterns, manifests (.csv)')
+    pr.add_argument('-o', '--output', required=True, help='a .nii.gz file for one scan; else a folder, where each mask keeps its scan\'s name')
+    pr.add_argument('--image-suffix', default='', help='in folders and patterns: only scans named *SUFFIX.nii(.gz)')
+    pr.add_argument('--overwrite', action='store_true', help='predict again where a mask exists (default: skip it, so a stopped run continues)')
+    pr.add_argument('--probabilities', action='store_true', help='also write each class\'s probability map, NAME_prob[_CLASS].nii.gz')
+    pr.add_argument('--tta', default='none', choices=('none', 'flip'), help='test-time augmentation: flip averages the in-plane flips (default: none)')
+    pr.add_argument('--axes', default=None, help='several slicing axes averaged (2.5D), e.g. axial,coronal,sagittal (default: the model\'s axis)')
+    pr.add_argument('--keep-largest', action='store_true', help='keep the largest connected component of each class')
+    pr.add_argument('--fill-holes', action='store_true', help='fill the holes of each class')
+    pr.add_argument('--min-size', type=float, default=0., metavar='ML', help='remove components smaller than ML millilitres')
     pr.add_argument('--image2', default=None, help='the second scan of the subject, for a model of `medseg train cooperative`')
     pr.add_argument('--output2', default=None, help='where to write the mask of --image2')
     pr.add_argument('--preprocess', default=None, help="override the preprocessing saved with the weights: 'ct', 'mr', 'zscore', 'none' or 'C,W'")
     pr.add_argument('--size', type=int, default=None, help='override the slice size saved with the weights')
     pr.add_argument('--axis', type=int, default=None, choices=(0, 1, 2), help='slicing axis of the canonical array (2: axial)')
-    pr.add_argument('--device', default=None, help="'cuda', 'cpu' (default: where the weights load, the CPU)")
-    pr.add_argument('--allow-nan', action='store_true', help="accept a scan with NaN or infinite voxels (set to its lowest value)")
+    pr.add_argument('--device', default=None, help="'cuda', 'cpu', 'cuda:1', ... (default: cuda when available)")
+    pr.add_argument('--bs', type=int, default=16, help='slices per forward pass (slices of several scans share a batch; default 16)')
+    pr.add_argument('--precision', default='32', choices=('32', 'bf16', '16', 'auto'), help='arithmetic: auto = bf16 where the device does it natively (default: 32)')
+    pr.add_argument('--channels-last', action='store_true', help='channels-last memory format')
+    pr.add_argument('--compile', action='store_true', help='torch.compile the models (seconds to compile per slice size; pays off on long runs of one size)')
+    pr.add_argument('--fast', action='store_true', help='the fast settings for this machine: --precision auto --channels-last')
+    pr.add_argument('--allow-nan', action='store_true', help="accept scans with NaN or infinite voxels (set to their lowest value)")
+    pr.add_argument('--quiet', action='store_true', help='no progress bar')
     pr.set_defaults(func=_cmd_predict)
+    ev = sub.add_parser('evaluate', help='score predicted masks against reference label maps: Dice, IoU, HD95, ASSD, volumes (a CSV, a summary, a box plot)')
+    ev.add_argument('pred', help='folder of predicted masks (what medseg predict wrote)')
+    ev.add_argument('ref', help='folder of reference label maps')
+    ev.add_argument('--pred-suffix', default='', help='predictions are ID+SUFFIX.nii(.gz)')
+    ev.add_argument('--label-suffix', default='', help='reference maps are ID+SUFFIX.nii(.gz)')
+    ev.add_argument('--labels', default=None, help='label values forming one class, e.g. 51,52 (default: every value > 0)')
+    ev.add_argument('--classes', default=None, help='several classes, name=values: ventricles=51+52,hippocampus=47+48')
+    ev.add_argument('--missing', default='raise', choices=('raise', 'skip'), help='a case with only a prediction or only a label map: raise, or skip it')
+    ev.add_argument('--out', default=None, help='the table, one row per case and class (.csv; default: PRED/evaluation.csv)')
+    ev.add_argument('--plot', default=None, help='the box plot (.png; default: beside the table)')
+    ev.set_defaults(func=_cmd_evaluate)
     if methods: _add_train(sub)
     else: sub.add_parser('train', help='train a method (`medseg train --help` lists them)')
     i = sub.add_parser('info', help='describe NIfTI files: grid, orientation, intensities, label volumes')

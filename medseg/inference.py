@@ -6,21 +6,30 @@ Docs: https://medseg.github.io/medseg/inference.html.md"""
 
 # %% ../nbs/21_inference.ipynb #855b1e31
 from __future__ import annotations
-import warnings
+import glob, json, time, warnings
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 import torch.nn.functional as F
+from scipy import ndimage
 
 from .io import (Volume, load_nifti, save_nifti, reorient, to_canonical, to_display, from_display, resample_to,
-                       common_grid, is_constant)
-from .scans import fit_slices, spaced_grid, make_preprocess, preprocess_spec, LabelSpec, intensity_profile, check_intensity
+                       common_grid, is_constant, check_output)
+from .scans import (fit_slices, spaced_grid, make_preprocess, preprocess_spec, LabelSpec, intensity_profile, check_intensity,
+                          read_manifest, NII_SUFFIXES, scan_id)
+from .models import check_device, auto_precision
 
 # %% auto #0
-__all__ = ['predict_volume', 'predict_file', 'inference_settings', 'pair_settings', 'predict_pair']
+__all__ = ['VIEW_AXES', 'TTA_MODES', 'predict_volume', 'predict_file', 'inference_settings', 'pair_settings', 'Segmenter',
+           'largest_component', 'fill_class_holes', 'remove_small', 'postprocess', 'expand_inputs', 'predict_files',
+           'predict_pair']
 
 # %% ../nbs/21_inference.ipynb #495aaaee
 def _model_device(model):
@@ -40,43 +49,12 @@ def _batches(n, batch_size, progress):
         starts = progress_bar(starts)
     return starts
 
-def _decide(y, threshold):
-    "Labels from logits (B, C, ...): logit > threshold for one channel, argmax otherwise."
-    lab = y[:, 0] > threshold if y.shape[1] == 1 else y.argmax(1)
-    return lab.to(torch.uint8 if y.shape[1] <= 256 else torch.int16)
-
-def _predict_slices(model, x, size, keep_aspect, batch_size, threshold, device, progress):
-    "Labels (N, H, W) for slices `x` (N, C_in, H, W)."
-    n, (h, w) = len(x), tuple(x.shape[-2:])
-    size = None if size is None else ((int(size),)*2 if np.isscalar(size) else tuple(int(s) for s in size))
-    pad = None
-    if size is not None and keep_aspect and h != w:
-        m = max(h, w); pad = ((m - w)//2, m - w - (m - w)//2, (m - h)//2, m - h - (m - h)//2)
-    out = []
-    hw = (max(h, w),)*2 if pad is not None else (h, w)   # the (padded) slice size the logits go back to
-    for i in _batches(n, batch_size, progress):
-        xb = fit_slices(x[i:i + batch_size].to(device), size, keep_aspect=keep_aspect)   # exactly the training pipeline's resize
-        y = _check_logits(model(xb), xb)
-        if tuple(y.shape[-2:]) != hw: y = F.interpolate(y.float(), size=hw, mode='bilinear', align_corners=False)
-        if pad is not None: y = y[..., pad[2]:pad[2] + h, pad[0]:pad[0] + w]
-        out.append(_decide(y, threshold).cpu())
-    return torch.cat(out).numpy()
-
-def _logits(model, x, batch_size, device, progress)->np.ndarray:
-    "Logits (N, C, H, W) float32 for slices `x` (N, C_in, H, W), at the slices' own size."
-    out = []
-    for i in _batches(len(x), batch_size, progress):
-        xb = x[i:i + batch_size].to(device)
-        out.append(_check_logits(model(xb), xb).float().cpu())
-    return torch.cat(out).numpy()
-
-def _back_to(logits:np.ndarray, axis:int, grid_aff, target:tuple, cval:float)->np.ndarray:
-    "Logit slices (N, C, h, w) cut along `axis` of the grid `grid_aff` -> (C, *shape) on the `target` (affine, shape) grid; `cval` outside the grid's box."
+def _back_to(logits:np.ndarray, axis:int, grid_aff, target:tuple)->tuple:
+    "Logit slices (N, C, h, w) cut along `axis` of the grid `grid_aff` -> ((C, *shape) on the `target` (affine, shape) grid, the grid's box there)."
     vols = [Volume(from_display(logits[:, c], axis=axis).array, grid_aff) for c in range(logits.shape[1])]
     out = np.stack([resample_to(v, *target, mode='nearest').array for v in vols])
     box = resample_to(vols[0].with_array(np.ones(vols[0].shape, np.float32)), *target, mode='grid-constant').array >= 0.5
-    out[:, ~box] = cval
-    return out
+    return out, box
 
 def _read_scan(image, allow_nan):
     "A Volume from a Volume or a file, refusing a constant image (nothing to segment)."
@@ -110,38 +88,14 @@ def predict_volume(model:nn.Module, # 2D model: (B, 1, H, W) -> logits (B, C, H,
                    progress:bool=False, # show a progress bar over batches
                    allow_nan:bool|None=None, # a file with NaN/infinite voxels: set them to its lowest value (see `medseg.io.load_nifti`)
                    expect:dict|None=None, # the training intensity profile (saved with the weights): warn when the input is far from it
+                   **kwargs, # more `Segmenter` options: tta, axes, precision, channels_last, compile
                   )->Volume: # the mask (uint8 labels) on the input's grid and affine
     "Segment a volume slice by slice with a 2D model; the mask has the input's shape, orientation and affine."
     if axis not in (0, 1, 2): raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
     if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    _check_size(size)
-    vol = _read_scan(image, allow_nan)
-    can = to_canonical(vol)
-    arr = can.array.astype(np.float32)
-    if preprocess is not None:
-        arr = np.asarray(preprocess(arr), dtype=np.float32)
-        if arr.shape != can.shape: raise ValueError(f"preprocess changed the shape {can.shape} -> {arr.shape}")
-    _check_expected(arr, expect, vol)
-    if device is None: device = _model_device(model)
-    else: model.to(device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            if spacing is None:
-                x = torch.from_numpy(np.ascontiguousarray(to_display(arr, axis)))[:, None]
-                lab = from_display(_predict_slices(model, x, size, keep_aspect, batch_size, threshold, device, progress), axis=axis).array
-            else:
-                grid = spaced_grid(can, spacing, None, axis)
-                sv = resample_to(Volume(arr, can.affine), *grid, mode='nearest')
-                x = torch.from_numpy(np.ascontiguousarray(to_display(sv.array, axis)))[:, None]
-                lg = _back_to(_logits(model, x, batch_size, device, progress), axis, grid[0], (can.affine, can.shape), cval=0.)
-                lab = _decide(torch.from_numpy(lg[None]), threshold)[0].numpy()
-    finally: model.train(was_training)
-    back = reorient(Volume(np.ascontiguousarray(lab), can.affine), vol.orientation)
-    if back.shape != vol.shape or not np.allclose(back.affine, vol.affine, atol=1e-4):
-        raise RuntimeError("internal error: the mask did not return to the input's grid")
-    return Volume(back.array, vol.affine.copy(), None)
+    seg = Segmenter(model, preprocess=preprocess, size=size, spacing=spacing, keep_aspect=keep_aspect, axis=axis, threshold=threshold,
+                    device=device if device is not None else _model_device(model), bs=batch_size, allow_nan=allow_nan, expect=expect, **kwargs)
+    return next(seg.segment([image]))[1]
 
 def predict_file(model:nn.Module|str|Path, # a model, or a weights file written by `medseg.models.save_model`
                  image_path:str|Path, # input NIfTI file
@@ -182,6 +136,446 @@ def pair_settings(extra:dict, # the `extra` record of a two-input (paired) weigh
     for k, e in (('intensity', 'expect'), ('intensity2', 'expect2')):
         if extra.get(k): out[e] = extra[k]
     return out
+
+# %% ../nbs/21_inference.ipynb #017798d4
+def _to_slice_size(y, hw:tuple, size, keep_aspect:bool):
+    "Logits of resized slices back to the slices' own size (bilinear; the square padding cropped)."
+    h, w = hw
+    pad = None
+    if size is not None and keep_aspect and h != w:
+        m = max(h, w); pad = ((m - w)//2, m - w - (m - w)//2, (m - h)//2, m - h - (m - h)//2)
+    target = (max(h, w),)*2 if pad is not None else (h, w)
+    if tuple(y.shape[-2:]) != target: y = F.interpolate(y.float(), size=target, mode='bilinear', align_corners=False)
+    if pad is not None: y = y[..., pad[2]:pad[2] + h, pad[0]:pad[0] + w]
+    return y
+
+def _probs(lg:np.ndarray, box=None)->np.ndarray:
+    "Probabilities (C, ...) of logits: sigmoid for one channel, softmax over channels otherwise; background outside `box`."
+    if lg.shape[0] == 1: p = 1/(1 + np.exp(-np.clip(lg, -60, 60)))
+    else:
+        e = np.exp(lg - lg.max(0, keepdims=True)); p = e/e.sum(0, keepdims=True)
+    p = p.astype(np.float32)
+    if box is not None:
+        p[:, ~box] = 0.
+        if lg.shape[0] > 1: p[0, ~box] = 1.
+    return p
+
+def _check_ensemble(items, extras, preprocess):
+    "Models of an ensemble must read the same preprocessed images and mean the same classes."
+    def rec(e, k): return json.dumps(e.get(k), sort_keys=True)
+    for k, what in (('labels', 'label spec'), ('preprocess', 'preprocessing')):
+        if k == 'preprocess' and preprocess is not None: continue
+        vals = {rec(e, k) for e in extras}
+        if len(vals) > 1:
+            raise ValueError(f"the models of an ensemble must share their {what}: " + '; '.join(f"{Path(str(i)).name}: {rec(e, k)}" for i, e in zip(items, extras)))
+
+# %% ../nbs/21_inference.ipynb #3a899a6a
+VIEW_AXES = {'sagittal': 0, 'coronal': 1, 'axial': 2}   # slicing axes of the canonical (RAS) array, by name
+TTA_MODES = ('none', 'flip')
+
+def _axis_of(a)->int:
+    if isinstance(a, str) and a.strip().lower() in VIEW_AXES: return VIEW_AXES[a.strip().lower()]
+    try: k = int(a)
+    except (TypeError, ValueError): k = None
+    if k not in (0, 1, 2) or str(a).strip() not in ('0', '1', '2'): raise ValueError(f"--axes: each axis is axial, coronal or sagittal (or 2, 1, 0), got {a!r}")
+    return k
+
+def _as_axes(axes)->tuple|None:
+    "A tuple of slicing axes from 'axial,coronal', ['axial', 1], 2 or None."
+    if axes is None: return None
+    items = [s for s in axes.split(',') if s.strip()] if isinstance(axes, str) else list(np.atleast_1d(axes))
+    if not items: raise ValueError("--axes: give at least one axis (axial, coronal, sagittal)")
+    out = tuple(dict.fromkeys(_axis_of(a) for a in items))
+    return out
+
+@dataclass
+class _Member:
+    "One model of a `Segmenter` and how it is applied."
+    net: nn.Module
+    preprocess: Callable|None
+    size: tuple|None
+    keep_aspect: bool
+    spacing: float|None
+    axis: int
+    expect: dict|None
+    source: str
+
+@dataclass
+class _View:
+    "One way of cutting a volume for one model: an axis, a flip; its input slices and, once predicted, its logits."
+    member: int
+    axis: int
+    flip: tuple
+    x: torch.Tensor # (N, 1, h, w) input slices, before resizing to the model's size
+    grid: tuple|None # the spaced grid (affine, shape) of a fixed-pixel-size model; None: the scan's own slices
+    logits: np.ndarray|None = None
+    todo: int = 0
+
+class _Job:
+    "A volume being segmented: its canonical array and its views."
+    def __init__(self, index, vol, can, views):
+        self.index, self.vol, self.can, self.views = index, vol, can, views
+        self.todo = sum(v.todo for v in views)
+
+class Segmenter:
+    "2D models — one, or an ensemble — with their prediction settings, ready to segment volumes: test-time flips, several slicing axes, mixed precision, compilation, slices of several volumes batched together."
+    def __init__(self, models, # an nn.Module or a weights file, or a list of them (an ensemble: probabilities averaged)
+                 preprocess=None, # a spec ('ct', 'mr', ..., 'C,W') or a callable; default: what the weights record (else none)
+                 size=None, # (H, W) or one int the models expect; default: recorded
+                 spacing:float|None=None, # the models' pixel size (mm), instead of `size`; default: recorded
+                 keep_aspect:bool|None=None, # zero-pad slices to a square before resizing; default: recorded
+                 axis:int|None=None, # slicing axis of the canonical array; default: recorded (else 2, axial)
+                 axes=None, # several slicing axes whose probabilities are averaged (2.5D): 'axial,coronal,sagittal'
+                 tta:str='none', # 'flip': also the in-plane flips of every slice (4 views), probabilities averaged
+                 threshold:float=0., # one-channel models: logit threshold (0: probability 0.5)
+                 device=None, # where to run (default: cuda when available, else cpu)
+                 precision:str='32', # '32', 'bf16', '16', or 'auto' (bf16 where the device does it natively, else 32)
+                 channels_last:bool=False, # channels-last memory format
+                 compile:bool=False, # torch.compile the models (a first call of several seconds; faster after)
+                 bs:int=16, # slices per forward pass (several volumes share a batch)
+                 allow_nan:bool|None=None, # scans with NaN/infinite voxels: set them to their lowest value
+                 expect:dict|None=None, # the training intensity profile to compare inputs with (default: recorded)
+                ):
+        from medseg.models import load_model
+        items = list(models) if isinstance(models, (list, tuple)) else [models]
+        if not items: raise ValueError("no model given")
+        if tta not in TTA_MODES: raise ValueError(f"--tta: {tta!r} is not one of {', '.join(TTA_MODES)}")
+        if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1: raise ValueError(f"--bs: must be at least 1, got {bs!r}")
+        self.device = str(check_device(device) or ('cuda' if torch.cuda.is_available() else 'cpu'))
+        self.precision = auto_precision(self.device) if precision == 'auto' else str(precision)
+        if self.precision not in ('32', 'bf16', '16'): raise ValueError(f"--precision: {precision!r} is not one of 32, bf16, 16, auto")
+        self.tta, self.threshold, self.bs, self.allow_nan, self.channels_last = tta, float(threshold), int(bs), allow_nan, bool(channels_last)
+        self._compile = bool(compile)
+        self.axes = _as_axes(axes)
+        _check_size(size)
+        self.members, extras = [], []
+        for it in items:
+            if isinstance(it, (str, Path)):
+                net, extra = load_model(it, with_extra=True)
+                if extra.get('inputs', 1) != 1: raise ValueError(f"{it} segments pairs of scans: use predict_pair (medseg predict --image2)")
+                src = str(it)
+            elif isinstance(it, nn.Module): net, extra, src = it, {}, type(it).__name__
+            else: raise TypeError(f"a model must be an nn.Module or a weights file, got {type(it).__name__}")
+            extras.append(extra)
+            rec = inference_settings(extra)
+            pre = preprocess if preprocess is not None else extra.get('preprocess')
+            sp = spacing if spacing is not None else (None if size is not None else rec.get('spacing'))
+            sz = size if size is not None else (None if spacing is not None else rec.get('size'))
+            self.members.append(_Member(net, None if pre is None else make_preprocess(pre), sz, bool(rec.get('keep_aspect', False) if keep_aspect is None else keep_aspect),
+                                        None if sp is None else float(sp), int(rec.get('axis', 2) if axis is None else axis), expect or rec.get('expect'), src))
+        if len(items) > 1: _check_ensemble(items, extras, preprocess)
+        self.extra = extras[0]
+        self.no_preprocess = preprocess is None and not any('preprocess' in e for e in extras)
+        for m in self.members: self._prepare(m)
+
+    def _prepare(self, m:_Member):
+        net = m.net.to(self.device)
+        if self.channels_last: net = net.to(memory_format=torch.channels_last)
+        if self._compile: net = torch.compile(net, options={'freezing': True})   # inference only: weights folded in, oneDNN prepacked
+        m.net = net
+
+    @property
+    def flips(self)->list: return [(), (-1,), (-2,), (-2, -1)] if self.tta == 'flip' else [()]
+
+    def _autocast(self):
+        dt = {'bf16': torch.bfloat16, '16': torch.float16}.get(self.precision)
+        return torch.autocast(torch.device(self.device).type, dtype=dt) if dt is not None else nullcontext()
+
+    def job(self, index:int, image)->_Job:
+        "Read, check and preprocess one scan, and cut its views (what a prefetching thread does)."
+        vol = _read_scan(image, self.allow_nan)
+        can = to_canonical(vol)
+        views, raw = [], can.array.astype(np.float32)
+        cache = {}
+        for mi, m in enumerate(self.members):
+            key = id(m.preprocess)
+            if key not in cache:
+                arr = raw if m.preprocess is None else np.asarray(m.preprocess(raw), dtype=np.float32)
+                if arr.shape != can.shape: raise ValueError(f"preprocess changed the shape {can.shape} -> {arr.shape}")
+                _check_expected(arr, m.expect, vol)
+                cache[key] = arr
+            arr = cache[key]
+            for axis in (self.axes or (m.axis,)):
+                if m.spacing is None: grid, a = None, to_display(arr, axis)
+                else:
+                    grid = spaced_grid(can, m.spacing, None, axis)
+                    a = to_display(resample_to(Volume(arr, can.affine), *grid, mode='nearest').array, axis)
+                x = torch.from_numpy(np.ascontiguousarray(a))[:, None]
+                for f in self.flips: views.append(_View(mi, axis, f, x, grid, todo=len(x)))
+        return _Job(index, vol, can, views)
+
+    def _forward(self, m:_Member, xb:torch.Tensor)->torch.Tensor:
+        n = len(xb)
+        if self._compile and n < self.bs: xb = torch.cat([xb, xb.new_zeros((self.bs - n, *xb.shape[1:]))])   # one static shape
+        if self.channels_last: xb = xb.contiguous(memory_format=torch.channels_last)
+        with self._autocast(): y = m.net(xb)
+        y = _check_logits(y, xb)
+        return y[:n].float()
+
+    def _run(self, m:_Member, segs:list):
+        "Run one batch made of slice ranges `segs` [(job, view, start, stop)] of one member; store the logits back."
+        xs, hw = [], []
+        for job, v, a, b in segs:
+            x = v.x[a:b].to(self.device)
+            if v.flip: x = x.flip(v.flip)
+            if m.spacing is None: x = fit_slices(x, m.size, keep_aspect=m.keep_aspect)
+            xs.append(x)
+        y = self._forward(m, torch.cat(xs) if len(xs) > 1 else xs[0])
+        k = 0
+        for (job, v, a, b), x in zip(segs, xs):
+            yy = y[k:k + len(x)]; k += len(x)
+            if m.spacing is None: yy = _to_slice_size(yy, tuple(v.x.shape[-2:]), m.size, m.keep_aspect)
+            if v.flip: yy = yy.flip(v.flip)
+            if v.logits is None: v.logits = np.empty((len(v.x), yy.shape[1], *v.x.shape[-2:]), np.float32)
+            v.logits[a:b] = yy.cpu().numpy()
+            v.todo -= b - a; job.todo -= b - a
+
+    def finish(self, job:_Job, probabilities:bool=False)->tuple:
+        "The mask (and the probabilities, per channel) of a segmented job, on its scan's grid: (mask Volume, probabilities array (C, *shape) or None)."
+        can, lgs, boxes = job.can, [], []
+        for v in job.views:
+            if v.grid is None: lg, box = np.stack([from_display(v.logits[:, c], axis=v.axis).array for c in range(v.logits.shape[1])]), None
+            else: lg, box = _back_to(v.logits, v.axis, v.grid[0], (can.affine, can.shape))
+            lgs.append(lg); boxes.append(box)
+        c = lgs[0].shape[0]
+        if any(l.shape[0] != c for l in lgs): raise ValueError("the models of an ensemble give different numbers of output channels")
+        single = len(lgs) == 1
+        probs = None
+        if probabilities or not single:
+            probs = np.zeros(lgs[0].shape, np.float32)
+            for lg, box in zip(lgs, boxes): probs += _probs(lg, box)
+            probs /= len(lgs)
+        if single:
+            lg = lgs[0]
+            if boxes[0] is not None: lg = lg.copy(); lg[:, ~boxes[0]] = -1e4; lg[0, ~boxes[0]] = 1e4 if c > 1 else -1e4
+            lab = (lg[0] > self.threshold) if c == 1 else lg.argmax(0)
+        else: lab = (probs[0] > 1/(1 + np.exp(-self.threshold))) if c == 1 else probs.argmax(0)
+        lab = lab.astype(np.uint8 if c <= 256 else np.int16)
+        back = reorient(Volume(np.ascontiguousarray(lab), can.affine), job.vol.orientation)
+        if back.shape != job.vol.shape or not np.allclose(back.affine, job.vol.affine, atol=1e-4):
+            raise RuntimeError("internal error: the mask did not return to the input's grid")
+        if probs is not None:
+            probs = np.stack([reorient(Volume(p, can.affine), job.vol.orientation).array for p in probs])
+        return Volume(back.array, job.vol.affine.copy(), None), probs
+
+    def segment(self, images, # Volumes or NIfTI paths
+                probabilities:bool=False, # also return the probabilities
+                progress:bool=False, # a progress bar over the volumes
+                prefetch:int=2, # volumes read and preprocessed ahead, in a thread
+               ):
+        "Yield `(index, mask Volume, probabilities or None)` for each image, in order; the slices of neighbouring volumes share batches."
+        images = list(images)
+        was = [m.net.training for m in self.members]
+        for m in self.members: m.net.eval()
+        pending = {}          # member -> [(job, view, start, stop)] waiting for a batch
+        done, nxt = {}, 0
+        bar = None
+        if progress:
+            from fastprogress.fastprogress import progress_bar
+            bar = progress_bar(range(len(images))); it_bar = iter(bar)
+        def key(job, v):      # slices resized to the model's size batch together; others by their own size
+            m = self.members[v.member]
+            return (v.member, None if (m.spacing is None and m.size is not None) else tuple(v.x.shape[-2:]))
+        def drain(force=False):
+            for k in list(pending):
+                q = pending[k]
+                while q and (force or sum(b - a for _, _, a, b in q) >= self.bs):
+                    segs, n = [], 0
+                    while q and n < self.bs:
+                        job, v, a, b = q[0]
+                        take = min(b - a, self.bs - n)
+                        segs.append((job, v, a, a + take)); n += take
+                        if a + take == b: q.pop(0)
+                        else: q[0] = (job, v, a + take, b)
+                    self._run(self.members[k[0]], segs)
+                if not q: del pending[k]
+        try:
+            with torch.inference_mode(), ThreadPoolExecutor(1, thread_name_prefix='medseg-read') as pool:
+                futs = [pool.submit(self.job, i, im) for i, im in enumerate(images[:prefetch])]
+                queued = len(futs)
+                jobs = []
+                for i in range(len(images)):
+                    job = futs[i].result()
+                    if queued < len(images): futs.append(pool.submit(self.job, queued, images[queued])); queued += 1
+                    jobs.append(job)
+                    for v in job.views: pending.setdefault(key(job, v), []).append((job, v, 0, len(v.x)))
+                    drain(force=i == len(images) - 1)
+                    for j in [j for j in jobs if j.todo == 0]:
+                        jobs.remove(j); done[j.index] = j
+                    while nxt in done:
+                        j = done.pop(nxt)
+                        mask, probs = self.finish(j, probabilities)
+                        if bar is not None: next(it_bar, None)
+                        yield nxt, mask, probs
+                        nxt += 1
+                    futs[i] = None
+        finally:
+            for m, w in zip(self.members, was): m.net.train(w)
+
+# %% ../nbs/21_inference.ipynb #8297c4f0
+def _components(m:np.ndarray):
+    lab, n = ndimage.label(m)
+    sizes = np.bincount(lab.ravel())[1:] if n else np.zeros(0, int)
+    return lab, sizes
+
+def largest_component(mask:np.ndarray, # label map (class indices) or binary mask
+                )->np.ndarray:
+    "Keep only the largest connected component (face connectivity) of each class."
+    out = np.array(mask, copy=True)
+    for c in np.unique(out[out > 0]):
+        lab, sizes = _components(out == c)
+        if len(sizes) > 1: out[(lab > 0) & (lab != 1 + int(np.argmax(sizes)))] = 0
+    return out
+
+def fill_class_holes(mask:np.ndarray, # label map or binary mask
+              )->np.ndarray:
+    "Fill the holes of each class: background enclosed by the class (in 3D) becomes the class."
+    out = np.array(mask, copy=True)
+    for c in np.unique(out[out > 0]):
+        filled = ndimage.binary_fill_holes(out == c)
+        out[filled & (out == 0)] = c
+    return out
+
+def remove_small(mask:np.ndarray, # label map or binary mask
+                 spacing, # voxel size (mm), one per axis
+                 min_ml:float, # components smaller than this many millilitres are removed
+                )->np.ndarray:
+    "Remove the connected components of each class smaller than `min_ml` millilitres (from the voxel size)."
+    if min_ml <= 0: return np.asarray(mask)
+    vox_ml = float(np.prod(spacing))/1000
+    out = np.array(mask, copy=True)
+    for c in np.unique(out[out > 0]):
+        lab, sizes = _components(out == c)
+        small = np.flatnonzero(sizes*vox_ml < min_ml) + 1
+        if len(small): out[np.isin(lab, small)] = 0
+    return out
+
+def postprocess(mask:Volume, # a predicted mask (class indices)
+                keep_largest:bool=False, # keep each class's largest component
+                fill_holes:bool=False, # fill each class's holes
+                min_size:float=0., # remove components smaller than this (ml)
+               )->Volume:
+    "The postprocessing of `medseg predict`: holes filled, then small components removed, then the largest component of each class kept."
+    if not (isinstance(min_size, (int, float)) and np.isfinite(min_size) and min_size >= 0):
+        raise ValueError(f"--min-size: a number of millilitres >= 0, got {min_size!r}")
+    a = mask.array
+    if fill_holes: a = fill_class_holes(a)
+    if min_size: a = remove_small(a, mask.spacing, min_size)
+    if keep_largest: a = largest_component(a)
+    return mask.with_array(a)
+
+# %% ../nbs/21_inference.ipynb #775ba9ef
+def _is_pattern(s:str)->bool: return any(ch in s for ch in '*?[')
+
+def expand_inputs(inputs, # files, folders, glob patterns or manifests (.csv): one, or a list
+                  suffix:str='', # in folders and patterns: only images named *{suffix}.nii(.gz)
+                 )->list: # [(image path, or (image, image2) for a paired manifest)]
+    "The scans named by files, folders, glob patterns and manifests, in order, each once."
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    if not items: raise ValueError("no input given")
+    out = []
+    for it in items:
+        p = Path(it)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.name.endswith(NII_SUFFIXES) and scan_id(f).endswith(suffix))
+            if not found: raise FileNotFoundError(f"no NIfTI images named '*{suffix}.nii(.gz)' in {p}")
+            out += found
+        elif p.suffix.lower() == '.csv' and p.is_file():
+            for v in read_manifest(p).values(): out.append((Path(v[0]), Path(v[2])) if len(v) == 4 else Path(v[0]))
+        elif p.is_file(): out.append(p)
+        elif _is_pattern(str(it)):
+            found = sorted(Path(f) for f in glob.glob(str(it)) if f.endswith(NII_SUFFIXES) and Path(f).is_file() and scan_id(Path(f)).endswith(suffix))
+            if not found: raise FileNotFoundError(f"no NIfTI images match {it!r}")
+            out += found
+        else: raise FileNotFoundError(f"no such file, folder or manifest: {it}")
+    seen, uniq = set(), []
+    for x in out:
+        k = str(Path(x[0] if isinstance(x, tuple) else x).resolve())
+        if k not in seen: seen.add(k); uniq.append(x)
+    return uniq
+
+def _stem(p:Path)->str: return p.name[:-7] if p.name.endswith('.nii.gz') else p.stem
+
+def _outputs(items:list, out:Path, probabilities:bool, classes:list)->list:
+    "Where each input's mask (and probabilities) go: the file `out` for one input named .nii(.gz), else `out/<input name>`."
+    named = out.name.endswith(NII_SUFFIXES)
+    single = len(items) == 1 and not isinstance(items[0], tuple) and named
+    if named and not single: raise ValueError(f"-o {out}: several scans need a folder for their masks, not a .nii(.gz) name")
+    if not named and out.suffix and not out.is_dir():
+        raise ValueError(f"-o {out}: a mask is .nii or .nii.gz, and a folder has no extension")
+    rows, names = [], {}
+    for it in items:
+        imgs = it if isinstance(it, tuple) else (it,)
+        masks = [out] if single else [out/Path(i).name for i in imgs]
+        for i, m in zip(imgs, masks):
+            if m.name in names and not single: raise ValueError(f"two inputs are named {m.name} ({names[m.name]} and {i}): their masks would collide in {out}")
+            names[m.name] = i
+        probs = [[m.with_name(_stem(m) + f'_prob{sfx}.nii.gz') for _, sfx in classes] if probabilities else [] for m in masks]
+        rows.append((it, masks, probs))
+    return rows
+
+def predict_files(weights, # weights files (several: an ensemble) or models
+                  inputs, # files, folders, glob patterns or manifests (a paired manifest for a two-scan model)
+                  out, # a .nii(.gz) file for one input; else a folder where each mask keeps its input's name
+                  image_suffix:str='', # in folders and patterns: only images named *{suffix}.nii(.gz)
+                  overwrite:bool=False, # predict again when the output exists (default: skip it: a stopped run continues)
+                  probabilities:bool=False, # also write each class's probability map: <name>_prob<k>.nii.gz (float32)
+                  keep_largest:bool=False, # keep each class's largest connected component
+                  fill_holes:bool=False, # fill each class's holes
+                  min_size:float=0., # remove components smaller than this many millilitres
+                  progress:bool=False, # a progress bar over the volumes
+                  **kwargs, # `Segmenter` options: preprocess, size, axis, axes, tta, threshold, device, precision, channels_last, compile, bs, allow_nan
+                 )->pd.DataFrame: # one row per scan: input, output, status (written / skipped), foreground ml, seconds
+    "Segment many scans with one model or an ensemble, writing each mask on its scan's grid: the Python form of `medseg predict`."
+    from medseg.models import load_model
+    wl = list(weights) if isinstance(weights, (list, tuple)) else [weights]
+    items = expand_inputs(inputs, image_suffix)
+    out = Path(out)
+    paired = isinstance(wl[0], (str, Path)) and load_model(wl[0], with_extra=True)[1].get('inputs', 1) == 2
+    if paired != any(isinstance(i, tuple) for i in items) or (paired and not all(isinstance(i, tuple) for i in items)):
+        raise ValueError("a two-scan model (medseg train cooperative) takes a paired manifest (columns image, image2)" if paired else
+                         "a paired manifest needs a two-scan model (medseg train cooperative)")
+    if paired:
+        if len(wl) > 1 or kwargs.get('tta', 'none') != 'none' or kwargs.get('axes'): raise ValueError("ensembles, --tta and --axes are for one-scan models")
+        if probabilities: raise ValueError("--probabilities is for one-scan models")
+        model, extra = load_model(wl[0], with_extra=True); seg = None; classes = [(1, '')]
+    else:
+        seg = Segmenter(wl, **kwargs)
+        if seg.no_preprocess: warnings.warn(f"{wl[0]} records no preprocessing: the scans are used as they are (give --preprocess)")
+        spec = LabelSpec.from_dict(seg.extra['labels']) if seg.extra.get('labels') else LabelSpec()
+        classes = [(1, '')] if spec.n_classes == 1 else [(k, f'_{n}') for k, n in enumerate(spec.names, start=1)]
+    plan = _outputs(items, out, probabilities, classes)
+    inputs_all = [Path(i) for it in items for i in (it if isinstance(it, tuple) else (it,))] + [Path(w) for w in wl if isinstance(w, (str, Path))]
+    for _, masks, probs in plan:
+        for f in masks + [q for ps in probs for q in ps]: check_output(f, '-o', inputs_all)
+    todo = [k for k, (_, masks, probs) in enumerate(plan) if overwrite or not all(f.exists() for f in masks + [q for ps in probs for q in ps])]
+    rows = {k: dict(input=str(plan[k][0] if not isinstance(plan[k][0], tuple) else plan[k][0][0]), output=str(plan[k][1][0]), status='skipped',
+                    foreground_ml=np.nan, seconds=0.) for k in range(len(plan))}
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(1, thread_name_prefix='medseg-write') as writer:
+        writes = []
+        def write(k, masks, probs, vols, pvols):
+            fg = 0.
+            for m, v in zip(masks, vols):
+                v = postprocess(v, keep_largest, fill_holes, min_size)
+                save_nifti(v, m); fg += float((v.array > 0).sum()*np.prod(v.spacing)/1000)
+            for ps, pv in zip(probs, pvols):
+                for q, p in zip(ps, pv): save_nifti(Volume(p.astype(np.float32), vols[0].affine), q)
+            rows[k].update(status='written', foreground_ml=fg)
+        if paired:
+            for k in todo:
+                it, masks, probs = plan[k]
+                m1, m2 = predict_pair(model, it[0], it[1], **{**pair_settings(extra), **{a: kwargs[a] for a in ('device', 'threshold', 'allow_nan') if a in kwargs}})
+                writes.append(writer.submit(write, k, masks, [[]]*2, [m1, m2], [[], []]))
+                now = time.perf_counter(); rows[k]['seconds'] = now - t0; t0 = now
+        else:
+            for j, mask, pr in seg.segment([plan[k][0] for k in todo], probabilities=probabilities, progress=progress):
+                k = todo[j]; _, masks, probs = plan[k]
+                pv = [[pr[0] if pr.shape[0] == 1 else pr[c] for c, _ in classes]] if probabilities else [[]]
+                writes.append(writer.submit(write, k, masks, probs, [mask], pv))
+                now = time.perf_counter(); rows[k]['seconds'] = now - t0; t0 = now
+        for w in writes: w.result()
+    return pd.DataFrame([rows[k] for k in range(len(plan))])
 
 # %% ../nbs/21_inference.ipynb #b9662c9e
 def predict_pair(model:nn.Module, # 2-channel input (B, 2, H, W) -> logits (B, 2, H, W): one mask per scan
@@ -227,6 +621,7 @@ def predict_pair(model:nn.Module, # 2-channel input (B, 2, H, W) -> logits (B, 2
     finally: model.train(was)
     masks = []
     for k, (v, c) in enumerate(zip(vols, cans)):
-        lab = _back_to(lg[:, k:k + 1], axis, aff, (c.affine, c.shape), cval=-1e4)[0] > threshold
+        lg_k, box = _back_to(lg[:, k:k + 1], axis, aff, (c.affine, c.shape))
+        lab = (lg_k[0] > threshold) & box
         masks.append(Volume(reorient(Volume(lab.astype(np.uint8), c.affine), v.orientation).array, v.affine.copy()))
     return tuple(masks)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 __all__ = ['PAPER_WIDTHS', 'register_model', 'registered_models', 'build_model', 'count_params', 'ConvBlock', 'UNetEncoder',
            'UNetDecoder', 'UNet', 'SCSE', 'DuSEUNet', 'AttentionGate', 'AttentionUNet', 'RecurrentConv', 'RRBlock',
            'R2UNet', 'ProjectionHead', 'contrastive_encoder', 'ResBlock', 'ResnetGenerator', 'PatchDiscriminator',
-           'RCNN', 'Registor', 'save_model', 'check_device', 'load_model']
+           'RCNN', 'Registor', 'save_model', 'check_device', 'native_bf16', 'auto_precision', 'load_model']
 
 # %% ../nbs/13_models.ipynb #a6145606
 _REGISTRY: dict = {}
@@ -648,6 +648,21 @@ def check_device(device, # 'cpu', 'cuda', 'cuda:1', 'mps', a torch.device, or No
         raise ValueError(f"{flag} {device}: Apple's MPS is not available here; use {flag} cpu")
     elif d.type not in ('cpu', 'cuda', 'mps'): raise ValueError(f"{flag} {device!r}: medseg runs on cpu, cuda or mps")
     return str(d)
+
+def native_bf16(device)->bool:
+    "Whether `device` computes in bfloat16 natively (a GPU that supports it; a CPU with AVX-512 BF16 or AMX): elsewhere bf16 is emulated, and slower than float32."
+    d = torch.device(device)
+    if d.type == 'cuda': return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if d.type != 'cpu': return False
+    try: flags = set(Path('/proc/cpuinfo').read_text().split())
+    except OSError: flags = set()
+    return bool(flags & {'avx512_bf16', 'amx_bf16'})
+
+def auto_precision(device)->str:
+    "The fastest precision that keeps the answer: 'bf16' where it is native, '16' on a GPU without bf16, else '32'."
+    d = torch.device(device)
+    if native_bf16(d): return 'bf16'
+    return '16' if d.type == 'cuda' else '32'
 
 def _one_line(e)->str: return ' '.join(str(e).split())[:240] or type(e).__name__
 
