@@ -20,7 +20,7 @@ from .io import (Volume, load_pair, window, data_dir, save_nifti, to_canonical, 
                        check_output_dir, allow_nonfinite)
 from .synthetic import bright_structures
 from .scans import spaced_slices, ScanStore, find_images, find_pairs, make_preprocess, split_scans, select_slices, intensity_profile, preprocess_spec, MISSING
-from .data import ArrayDataset, make_dls, SliceDataset
+from .data import ArrayDataset, make_dls, SliceDataset, cached_store
 from .models import RCNN, save_model
 from .metrics import DiceMetric, evaluate_cases, dice
 from .viz import show_cases
@@ -216,6 +216,7 @@ def train_acwe(run, # the run (given by the runner)
     "The unsupervised active-contour RCNN of Chen & Frey (or its joint and supervised modes), optionally fine-tuned on labels."
     if run.spec.multiclass: raise ValueError("ACWE segments one structure against its background: give --labels (one class), not --classes")
     store = ScanStore(run.scans, run.preprocess, run.spec, run.spacing, run.size if run.spacing is not None else None, run.axis)
+    store = cached_store(store, run.size, cache=run.cache)
     table = store.table(run.axis)
     if run.middle is not None: table = select_slices(table, run.middle)
     train_ids, valid_ids = split_scans(table.scan.unique(), run.valid_pct, run.seed)

@@ -6,17 +6,19 @@ Docs: https://medseg.github.io/medseg/augment.html.md"""
 
 # %% ../nbs/11_augment.ipynb #0fb2d3b7
 from __future__ import annotations
-import math
+import functools, math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from fastai.data.core import ItemTransform
 
+from .distributed import is_distributed, world_size, rank
+
 # %% auto #0
 __all__ = ['AUGMENTATIONS', 'BatchAug', 'RandomAffine', 'ElasticDeform', 'RandomCrop', 'RandomIntensity', 'MaskedCorruption',
            'RandomGamma', 'default_augs', 'simclr_augs', 'finetune_augs', 'crop_augs', 'global_view_augs',
-           'local_view_augs', 'as_augs', 'reseed_augs', 'apply_augs', 'Augment']
+           'local_view_augs', 'as_augs', 'reseed_augs', 'apply_augs', 'compose_grid', 'fuse_runs', 'Augment']
 
 # %% ../nbs/11_augment.ipynb #b52b093e
 class BatchAug:
@@ -39,7 +41,13 @@ class BatchAug:
         "Continue the random stream from a `state_dict`."
         self.generator.set_state(state['generator']); return self
 
-    def _rand(self, *shape): return torch.rand(*shape, generator=self.generator)
+    shard = False   # training batches of a distributed run: draw for the global batch, keep this process's part
+    def _draw(self, fn, *shape):
+        "`fn(*shape)` from the generator; sharded: drawn for the global batch (shape[0] is the batch), this process's rows."
+        if not (self.shard and is_distributed()): return fn(*shape, generator=self.generator)
+        n, r = shape[0], rank()
+        return fn(n*world_size(), *shape[1:], generator=self.generator)[r*n:(r + 1)*n]
+    def _rand(self, *shape): return self._draw(torch.rand, *shape)
     def _uniform(self, n, lo, hi): return lo + (hi - lo)*self._rand(n)
     def _active(self, n): return self._rand(n) < self.p
 
@@ -72,20 +80,78 @@ class _Geometric(BatchAug):
         super().__init__(p, seed)
 
     def grid(self, shape, device): raise NotImplementedError
+    def _piece(self, shp, device): return ('grid', self.grid(shp, device).to(device))   # what `compose_grid` composes
 
     def apply(self, images, masks):
         if not images and not masks: return images, masks
         shp = _check_batch(images + masks)
-        g = self.grid(shp, (images + masks)[0].device)
-        def samp(t, mode): return F.grid_sample(t, g.to(t.dtype), mode=mode, padding_mode=self.padding_mode, align_corners=False)
-        imgs = [samp(x.float(), self.image_mode) for x in images]
-        if self.mask_mode == 'nearest': msks = [samp(m.float(), 'nearest').to(m.dtype) for m in masks]
-        else: msks = [(samp(m.float(), 'bilinear') > 0.5).to(m.dtype) for m in masks]
-        return imgs, msks
+        return _sample(images, masks, self.grid(shp, (images + masks)[0].device), self.image_mode, self.mask_mode, self.padding_mode)
+
+def _sample(images, masks, g, image_mode, mask_mode, padding_mode):
+    "Sample image batches (`image_mode`) and mask batches (nearest, or bilinear > 0.5) on the grid g."
+    def samp(t, mode): return F.grid_sample(t, g.to(t.dtype), mode=mode, padding_mode=padding_mode, align_corners=False)
+    imgs = [samp(x.float(), image_mode) for x in images]
+    if mask_mode == 'nearest': msks = [samp(m.float(), 'nearest').to(m.dtype) for m in masks]
+    else: msks = [(samp(m.float(), 'bilinear') > 0.5).to(m.dtype) for m in masks]
+    return imgs, msks
 
 def _px_scale(shp):
     "Half-sizes (x, y[, z]) in pixels of a batch's spatial axes, in grid coordinate order."
     return torch.tensor([s/2 for s in shp[2:][::-1]], dtype=torch.float32)
+
+@functools.lru_cache(maxsize=8)
+def _ident(sp:tuple, device:torch.device)->torch.Tensor:
+    "The identity grid (*sp, nd) of a spatial shape (`align_corners=False`), built once per shape and device: never modify it."
+    nd = len(sp)
+    return F.affine_grid(torch.eye(nd, nd + 1)[None], [1, 1, *sp], align_corners=False)[0].to(device)
+
+def _axis(sp, j, device):
+    "The identity's grid coordinate j (x, y, z) along the spatial axis it varies on (nd-1-j), a 1D tensor."
+    nd = len(sp)
+    return _ident(tuple(sp), device)[tuple(slice(None) if i == nd - 1 - j else 0 for i in range(nd)) + (j,)]
+
+def _affine_grid(M, sp):
+    "`F.affine_grid(M, (B, 1, *sp), align_corners=False)`, as a few broadcast multiply-adds over the last spatial axis and the coordinates."
+    n, nd, dev = M.shape[0], len(sp), M.device
+    L = sp[-1]*nd                                                  # the last spatial axis and the coordinates, flattened: long vectorised rows
+    g = torch.addcmul(M[:, None, :, nd], _axis(sp, 0, dev)[None, :, None], M[:, None, :, 0]).reshape(n, *[1]*(nd - 1), L)   # t + x·A[:, :, 0]
+    for j in range(1, nd):                                         # + y·A[:, :, 1] (+ z·A[:, :, 2]), y (z) constant along a row
+        shape = [1]*(nd - 1); shape[nd - 1 - j] = sp[nd - 1 - j]
+        a = M[:, None, :, j].expand(n, sp[-1], nd).reshape(n, *[1]*(nd - 1), L)
+        g = torch.addcmul(g, _axis(sp, j, dev).view(1, *shape, 1), a)
+    return g.view(n, *sp, nd)
+
+def _apply_affine(M, P):
+    "The affine maps M (B, nd, nd+1) applied to the positions P (B, *sp, nd): A·p + t."
+    n, nd = M.shape[0], M.shape[1]
+    return torch.baddbmm(M[:, None, :, nd], P.reshape(n, -1, nd), M[:, :, :nd].transpose(1, 2)).view(P.shape)
+
+def _compose_affine(M1, M2):
+    "The affine maps p -> M1(M2(p)) of two batches of matrices."
+    nd = M1.shape[1]
+    return torch.cat([M1[:, :, :nd] @ M2[:, :, :nd], M1[:, :, :nd] @ M2[:, :, nd:] + M1[:, :, nd:]], -1)
+
+@functools.lru_cache(maxsize=32)
+def _upsample_weights(n_ctrl:int, size:int, cubic:bool, device:torch.device)->torch.Tensor:
+    "The (size, n_ctrl) matrix of 1D bicubic (or linear) upsampling with `align_corners=True`, weighed as `F.interpolate` does."
+    e = torch.eye(n_ctrl)
+    if cubic: w = F.interpolate(e.view(n_ctrl, 1, n_ctrl, 1), size=(size, 1), mode='bicubic', align_corners=True)[:, 0, :, 0]
+    else: w = F.interpolate(e.view(n_ctrl, 1, n_ctrl), size=size, mode='linear', align_corners=True)[:, 0]
+    return w.T.contiguous().to(device)
+
+def _upsample(ctrl, sp):
+    "`F.interpolate(ctrl, sp, mode='bicubic' (2D) or 'trilinear' (3D), align_corners=True)` as one small matrix product per axis (separable)."
+    nd = len(sp); lead = ctrl.shape[:2]
+    for i in range(nd - 1, -1, -1):                                # the last axis first: the intermediate results stay small
+        w = _upsample_weights(ctrl.shape[2 + i], sp[i], nd == 2, ctrl.device)
+        if i == nd - 1: ctrl = ctrl @ w.T
+        else: ctrl = (w @ ctrl.reshape(*lead, *ctrl.shape[2:3 + i], -1)).view(*lead, *ctrl.shape[2:2 + i], sp[i], *ctrl.shape[3 + i:])
+    return ctrl
+
+def _resample_field(G, P):
+    "The grid G (B, *sp, nd) evaluated at the positions P: identity + G's offset from it, sampled bilinearly (border padding)."
+    off = F.grid_sample((G - _ident(tuple(G.shape[1:-1]), G.device)).movedim(-1, 1), P, mode='bilinear', padding_mode='border', align_corners=False)
+    return P + off.movedim(1, -1)
 
 class RandomAffine(_Geometric):
     "Random rotation (± `degrees`, in the H-W plane) and zoom onto a random window (side fraction in `scale`)."
@@ -115,8 +181,8 @@ class RandomAffine(_Geometric):
         A = (R*h[None, None, :])/h[None, :, None]*s[:, None, None]   # diag(1/h) R diag(h) s
         return torch.cat([A, t[..., None]], -1)
 
-    def grid(self, shp, device):
-        return F.affine_grid(self.matrices(shp).to(device), list(shp), align_corners=False)
+    def grid(self, shp, device): return _affine_grid(self.matrices(shp).to(device), tuple(shp[2:]))
+    def _piece(self, shp, device): return ('affine', self.matrices(shp).to(device))
 
 class ElasticDeform(_Geometric):
     "Smooth random deformation: offsets of at most `magnitude` px on a coarse grid of control points, upsampled."
@@ -133,16 +199,33 @@ class ElasticDeform(_Geometric):
         self.magnitude, self.n_ctrl = magnitude, grid
         super().__init__(p, seed, mask_mode, image_mode, padding_mode)
 
-    def displacement(self, shp)->torch.Tensor: # (B, *spatial, nd) displacement in normalised coordinates
+    def _piece(self, shp, device): # ('elastic', indices of the moved items, their (k, nd, *spatial) displacement in pixels)
         n, nd = shp[0], len(shp) - 2
-        ctrl = (self._rand(n, nd, *[self.n_ctrl]*nd)*2 - 1)*self.magnitude*self._active(n).view(n, *[1]*(nd + 1))
-        d = F.interpolate(ctrl, size=tuple(shp[2:]), mode='bicubic' if nd == 2 else 'trilinear', align_corners=True)
-        return d.clamp(-self.magnitude, self.magnitude).movedim(1, -1)/_px_scale(shp)   # cubic overshoot clipped
+        r = self._rand(n, nd, *[self.n_ctrl]*nd); act = self._active(n)   # every item's draws, moved or not: the stream is the same
+        idx = act.nonzero()[:, 0]
+        if not len(idx): return 'elastic', idx.to(device), None
+        d = _upsample(((r[idx]*2 - 1)*self.magnitude).to(device), tuple(shp[2:]))
+        return 'elastic', idx.to(device), d.clamp_(-self.magnitude, self.magnitude)   # cubic overshoot clipped
 
-    def grid(self, shp, device):
-        nd = len(shp) - 2
-        ident = F.affine_grid(torch.eye(nd, nd + 1).repeat(shp[0], 1, 1), list(shp), align_corners=False)
-        return (ident + self.displacement(shp)).to(device)
+    def displacement(self, shp)->torch.Tensor: # (B, *spatial, nd) displacement in normalised coordinates
+        _, idx, d = self._piece(shp, torch.device('cpu'))
+        out = torch.zeros(shp[0], *shp[2:], len(shp) - 2)
+        if d is not None: out[idx] = d.movedim(1, -1)/_px_scale(shp)
+        return out
+
+    def grid(self, shp, device): return _elastic_grid(*self._piece(shp, torch.device(device))[1:], shp)
+
+def _elastic_grid(idx, d, shp, M=None):
+    "The grid of an elastic deformation, p + d(p) (p for the items left alone), or, after affine maps M, M(p + d(p)) = M(p) + A·d(p)."
+    sp, dev, nd = tuple(shp[2:]), idx.device, len(shp) - 2
+    if M is None: g, A = _ident(sp, dev).expand(shp[0], *sp, nd).clone(), torch.eye(nd, device=dev).expand(len(idx), nd, nd)
+    else: g, A = _affine_grid(M, sp), M[idx, :, :nd]
+    if d is None: return g
+    A = A/_px_scale(shp).to(dev)                                   # pixels -> normalised coordinates, then the linear part
+    view = (len(idx), nd) + (1,)*nd
+    Ad = d[:, :1]*A[:, :, 0].reshape(view)                         # channels first: each product runs along whole rows
+    for j in range(1, nd): Ad.addcmul_(d[:, j:j + 1], A[:, :, j].reshape(view))
+    return g.index_add_(0, idx, Ad.movedim(1, -1).contiguous())
 
 class RandomCrop(BatchAug):
     "A window of fixed `size` at a random integer offset, the same for the tensors of one group."
@@ -186,7 +269,7 @@ class RandomIntensity(BatchAug):
             s, act = self._uniform(n, -self.shift, self.shift), self._active(n)
             c, b, s = (torch.where(act, v, torch.full_like(v, d)).view(view).to(x.device) for v, d in ((c, 1.), (b, 1.), (s, 0.)))
             mu = x.mean(dim=tuple(range(1, x.ndim)), keepdim=True)
-            out.append(((x - mu)*c + mu)*b + s)
+            out.append(torch.addcmul((mu - mu*c)*b + s, x, c*b))   # ((x - mu)c + mu)b + s, in one pass over x
         return out, masks
 
 class MaskedCorruption:
@@ -201,7 +284,7 @@ class MaskedCorruption:
         self.frac, self.noise, self.patch = frac, noise, patch
         self.reseed(seed)
     reseed, state_dict, load_state_dict = BatchAug.reseed, BatchAug.state_dict, BatchAug.load_state_dict
-    _rand = BatchAug._rand
+    _rand, _draw, shard = BatchAug._rand, BatchAug._draw, False
 
     def __call__(self, x:torch.Tensor)->tuple: # (corrupted x, mask of replaced pixels (B,1,...) float {0, 1})
         n, sp = x.shape[0], x.shape[2:]
@@ -218,7 +301,7 @@ class MaskedCorruption:
             lo, hi = x.amin(dims, keepdim=True), x.amax(dims, keepdim=True)
             z = lo + (hi - lo)*self._rand(*x.shape).to(x.device, x.dtype)
         elif self.noise == 'gaussian':
-            z = x.mean(dims, keepdim=True) + x.std(dims, keepdim=True)*torch.randn(*x.shape, generator=self.generator).to(x.device, x.dtype)
+            z = x.mean(dims, keepdim=True) + x.std(dims, keepdim=True)*self._draw(torch.randn, *x.shape).to(x.device, x.dtype)
         elif self.noise == 'zero': z = torch.zeros_like(x)
         else: raise ValueError(f"noise must be 'uniform', 'gaussian', 'zero' or a callable, got {self.noise!r}")
         return torch.where(cm.bool().expand_as(x), z, x), cm
@@ -304,28 +387,72 @@ def apply_augs(augs:list, # batch augmentations, applied in order
     for t in augs: x = t(x)
     return x
 
+# %% ../nbs/11_augment.ipynb #a1c1266b
+def _fusable(t)->bool:
+    "Whether an augmentation is a grid-building geometric one that `compose_grid` can fuse (not `RandomCrop`, not a custom `apply`)."
+    return isinstance(t, _Geometric) and type(t).apply is _Geometric.apply
+
+def _modes(t): return (t.image_mode, t.mask_mode, t.padding_mode)
+
+def compose_grid(augs:list, # grid-building geometric augmentations (`RandomAffine`, `ElasticDeform`), in the order they apply
+                 shp, # batch shape (B, C, H, W) or (B, C, D, H, W)
+                 device='cpu', # where the grid is built
+                )->torch.Tensor: # (B, *spatial, nd) sampling grid, `align_corners=False`
+    "One sampling grid for a chain of geometric augmentations: out(p) = in(g1(g2(...gk(p)))), each drawing as its own `grid` would."
+    if not all(_fusable(t) for t in augs): raise ValueError(f"compose_grid takes grid-building geometric augmentations, got {augs}")
+    device, sp = torch.device(device), tuple(shp[2:])
+    M, G = None, None                                              # the chain so far: an affine map M (None: identity), or a grid G
+    for t in augs:
+        kind, *val = t._piece(shp, device)
+        if kind == 'affine':
+            if G is None: M = val[0] if M is None else _compose_affine(M, val[0])
+            else: G = _resample_field(G, _affine_grid(val[0], sp))
+        elif kind == 'elastic' and G is None: G = _elastic_grid(*val, shp, M)       # exact: M(p + d(p))
+        else:
+            P = _elastic_grid(*val, shp) if kind == 'elastic' else val[0].to(device)
+            G = _resample_field(G, P) if G is not None else P if M is None else _apply_affine(M, P)
+    if G is not None: return G
+    return _affine_grid(M if M is not None else torch.eye(len(sp), len(sp) + 1, device=device).repeat(shp[0], 1, 1), sp)
+
+def fuse_runs(tfms:list)->list:
+    "Split a list of augmentations into runs: consecutive fusable geometric ones with the same modes together, the others alone."
+    runs = []
+    for t in tfms:
+        if runs and _fusable(t) and _fusable(runs[-1][-1]) and _modes(t) == _modes(runs[-1][-1]): runs[-1].append(t)
+        else: runs.append([t])
+    return runs
+
+def _apply_run(run, images, masks):
+    "Apply a run of augmentations (from `fuse_runs`) to the image and mask batches of one group."
+    if len(run) == 1: return run[0].apply(images, masks)
+    if not images and not masks: return images, masks
+    shp = _check_batch(images + masks)
+    return _sample(images, masks, compose_grid(run, shp, (images + masks)[0].device), *_modes(run[0]))
+
 # %% ../nbs/11_augment.ipynb #785b8252
 class Augment(ItemTransform):
     "Apply batch augmentations to a batch tuple, one draw per item shared within each group of elements."
     split_idx, order = 0, 10
+    fuse = True                                                    # the default of `Augment`s pickled before `fuse` existed
     def __init__(self,
                  tfms:list, # `BatchAug`s, applied in order
                  kinds=('image', 'mask'), # role of each batch element: 'image', 'mask' or 'other' (left alone)
                  groups=((0, 1),), # element indices sharing one geometric draw
                  corrupt=None, # optional `f(x) -> (x_corrupted, mask)` applied to the first image element
                  seed:int|None=None, # reseed every augmentation (and `corrupt`) from this seed
+                 fuse:bool=True, # sample once per run of consecutive geometric augmentations (False: once per augmentation)
                 ):
-        super().__init__()
+        super().__init__(); self.fuse = fuse
         self.tfms, self.kinds, self.groups, self.corrupt = list(tfms or []), tuple(kinds), tuple(tuple(g) for g in groups), corrupt
         if seed is not None: reseed_augs(self.tfms + [corrupt], seed)
 
     def encodes(self, b):
         b = list(b)
         if len(b) != len(self.kinds): raise ValueError(f"batch has {len(b)} elements but kinds has {len(self.kinds)}: {self.kinds}")
-        for t in self.tfms:
+        for run in (fuse_runs(self.tfms) if self.fuse else [[t] for t in self.tfms]):
             for g in self.groups:
                 ii = [i for i in g if self.kinds[i] == 'image']; mi = [i for i in g if self.kinds[i] == 'mask']
-                imgs, msks = t.apply([b[i] for i in ii], [b[i] for i in mi])
+                imgs, msks = _apply_run(run, [b[i] for i in ii], [b[i] for i in mi])
                 for i, v in zip(ii + mi, imgs + msks): b[i] = v
         if self.corrupt is not None:
             i0 = self.kinds.index('image')
@@ -338,6 +465,15 @@ class Augment(ItemTransform):
         if split_idx is None: return self.encodes(b)
         return super().__call__(b, split_idx=split_idx, **kwargs)
 
+    @property
+    def shard(self)->bool: return self.__dict__.get('_shard', False)
+    @shard.setter
+    def shard(self, v:bool):
+        "Distributed training: every augmentation draws for the global batch and applies this process's part (as one process would)."
+        self.__dict__['_shard'] = bool(v)
+        for t in self.tfms + [self.corrupt]:
+            if t is not None and hasattr(t, '_draw'): t.shard = bool(v)
+
     def state_dict(self)->dict:
         "The random states of every augmentation and of the corruption hook."
         return {'tfms': [t.state_dict() if hasattr(t, 'state_dict') else None for t in self.tfms + [self.corrupt]]}
@@ -347,6 +483,5 @@ class Augment(ItemTransform):
             if s is not None: t.load_state_dict(s)
         return self
 
-    def __repr__(self): return f"Augment({self.tfms}, kinds={self.kinds}, groups={self.groups}, corrupt={self.corrupt})"
-
+    def __repr__(self): return f"Augment({self.tfms}, kinds={self.kinds}, groups={self.groups}, corrupt={self.corrupt}, fuse={self.fuse})"
 

@@ -168,7 +168,7 @@ def _cmd_train(args, opts):
     finished = args.resume is not None and _status(args.resume) == 'finished'
     t0 = time.time()
     r = train(args.method, args.data, args.out, resume=args.resume, **opts)
-    if finished: return 0          # `train` said so; nothing was trained
+    if finished or int(os.environ.get('RANK', '0')): return 0   # nothing was trained; or another process than rank 0 of torchrun
     last = r.history.iloc[-1].to_dict() if len(r.history) else {}
     cols = [k for k in last if k not in ('stage', 'epoch', 'seconds') and last[k] == last[k]]
     print(f"trained {r.method} in {time.time() - t0:.0f} s ({len(r.history)} epochs)" + (
@@ -198,7 +198,7 @@ def _add_train(sub):
         groups = {g: p.add_argument_group(f'{g} options') for g in ('data', 'method', 'run')}
         for o in m.options().values():
             kw = dict(dest=o.name, default=argparse.SUPPRESS, help=_help(o))
-            if o.type is bool: kw['action'] = argparse.BooleanOptionalAction
+            if o.type is bool: kw['action'] = 'store_true' if o.name.startswith('no_') else argparse.BooleanOptionalAction   # --no-cache alone
             else: kw['metavar'] = '{' + ','.join(map(str, o.choices)) + '}' if o.choices else _METAVARS.get(o.type, 'TEXT')
             groups[o.group].add_argument(o.flag, **kw)
         p.set_defaults(func=_cmd_train)

@@ -14,26 +14,29 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from fastai.data.load import DataLoader
+from fastcore.basics import chunked
 from fastai.data.core import DataLoaders
 
 from .io import Volume, display_slice, to_display
 from .scans import (ScanStore, PairedStore, LabelSpec, as_scans, as_subjects, select_slices, split_scans, keep_middle,
                           fit_slices, size2)
 from .augment import Augment, as_augs
+from .cache import SliceCache, slice_cache
+from .distributed import world_size, rank, shard_batches, n_batches, is_distributed
 from .viz import show_batch, show_results
 
 # %% auto #0
-__all__ = ['SliceDataset', 'SegDataLoader', 'slice_dls', 'UnpairedDataset', 'unpaired_dls', 'PairedSliceDataset',
-           'PairedCropDataset', 'paired_dls', 'SameScanSampler', 'TripletDataset', 'triplet_dls', 'ArrayDataset',
-           'make_dls']
+__all__ = ['SliceDataset', 'SegDataLoader', 'cached_store', 'slice_dls', 'keep_batch_memory', 'UnpairedDataset', 'unpaired_dls',
+           'PairedSliceDataset', 'PairedCropDataset', 'paired_dls', 'SameScanSampler', 'TripletDataset', 'triplet_dls',
+           'ArrayDataset', 'make_dls']
 
 # %% ../nbs/12_data.ipynb #7d94327a
 class SliceDataset(torch.utils.data.Dataset):
-    "Items `(image, mask)` (or `(image,)`) of 2D slices cut on the fly from a `ScanStore` and resized."
+    "Items `(image, mask)` (or `(image,)`) of 2D slices: read from a `SliceCache`, or cut from a `ScanStore`'s volumes and resized."
     n_inp = 1
     def __init__(self,
                  table:pd.DataFrame, # rows to serve: columns scan, slice, axis (a slice table)
-                 store:ScanStore, # the cached volumes
+                 store:ScanStore|SliceCache, # the slice cache, or the store of volumes
                  size=128, # output (H, W), or one int; None keeps the slice's own size
                  labelled:bool=True, # return masks (every scan then needs a label)
                  mask_dtype=torch.float32, # dtype of the masks: float {0., 1.} or torch.long
@@ -42,6 +45,12 @@ class SliceDataset(torch.utils.data.Dataset):
         self.table, self.store, self.size = table.reset_index(drop=True), store, size2(size)
         self.labelled, self.mask_dtype, self.keep_aspect = labelled, mask_dtype, keep_aspect
         self._scan, self._slice, self._axis = (self.table[c].to_numpy() for c in ('scan', 'slice', 'axis'))
+        self.batched = isinstance(store, SliceCache)   # batches by indexing the cache's arrays (`get_batch`)
+        if self.batched:
+            if 'row' not in self.table: raise ValueError("a slice table of a SliceCache (with its `row` column) is needed")
+            if size2(size) != store.size or bool(keep_aspect) != store.keep_aspect:
+                raise ValueError(f"the cache holds {store.size} slices (keep_aspect={store.keep_aspect}), not {size2(size)} (keep_aspect={keep_aspect})")
+            self._row = self.table['row'].to_numpy()
         absent = sorted(set(self.table.scan.unique()) - set(store.ids))
         if absent: raise ValueError(f"table rows of scans not in the store: {absent}")
         if labelled:
@@ -55,11 +64,13 @@ class SliceDataset(torch.utils.data.Dataset):
 
     def image(self, i)->torch.Tensor:
         "Image of row `i`: (1, H, W) float32."
+        if self.batched: return self.store.images_at([self._row[i]])[0]
         a = display_slice(self.store[self._scan[i]][0].array, self._slice[i], int(self._axis[i]))
         return fit_slices(torch.from_numpy(np.ascontiguousarray(a))[None], self.size, keep_aspect=self.keep_aspect)
 
     def mask(self, i)->torch.Tensor:
         "Mask of row `i`: (1, H, W) of `mask_dtype`."
+        if self.batched: return self.store.masks_at([self._row[i]], self.mask_dtype)[0]
         a = display_slice(self.store[self._scan[i]][1].array, self._slice[i], int(self._axis[i]))
         t = torch.from_numpy(np.ascontiguousarray(a)).to(self.mask_dtype)[None]
         return fit_slices(t, self.size, mask=True, keep_aspect=self.keep_aspect)
@@ -67,10 +78,16 @@ class SliceDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         return (self.image(i), self.mask(i)) if self.labelled else (self.image(i),)
 
+    def get_batch(self, idxs)->tuple:
+        "A whole batch `(images, masks)` (B, 1, H, W) by indexing the cache: what the loader asks for when `batched`."
+        return self.store.batch(self._row[np.asarray(idxs, dtype=np.int64)], self.labelled, self.mask_dtype)
+
 # %% ../nbs/12_data.ipynb #80276829
 class SegDataLoader(DataLoader):
     "A fastai `DataLoader` for medseg datasets: starts a new epoch on the dataset; shows batches and results; its state can be saved."
     skip_batches = 0 # batches to skip at the start of the next iteration (resuming in the middle of an epoch)
+    shard = False # a training loader of a distributed run: each process takes its part of every global batch
+    def _sharded(self)->bool: return self.shard and is_distributed() and self.bs is not None
     def before_iter(self):
         super().before_iter()
         if hasattr(self.dataset, 'new_epoch'): self.dataset.new_epoch()
@@ -78,8 +95,18 @@ class SegDataLoader(DataLoader):
     def get_idxs(self):
         "The item order of this iteration (shuffled from the loader's own random state), less the batches to skip."
         idxs = super().get_idxs()
+        if self._sharded(): idxs = shard_batches(list(idxs), self.bs, world_size(), rank(), self.drop_last)
         if self.skip_batches: idxs, self.skip_batches = list(idxs)[self.skip_batches*self.bs:], 0
         return idxs
+
+    def __len__(self):
+        if self._sharded() and self.n is not None: return n_batches(self.n, self.bs, world_size(), self.drop_last)
+        return super().__len__()
+
+    def create_batches(self, samps):
+        "Batches of the items `samps`: one `get_batch` call per batch where the dataset is `batched`, else item by item."
+        if self.bs is None or not getattr(self.dataset, 'batched', False): yield from super().create_batches(samps); return
+        for idxs in chunked(samps, self.bs, self.drop_last): yield self.dataset.get_batch(list(idxs))
 
     def state_dict(self)->dict:
         "The loader's random state, its dataset's epoch state and the random states of its batch transforms."
@@ -111,11 +138,24 @@ def _augment(augs, ds, corrupt=None, seed=None):
     return Augment(tfms, ds.kinds, ds.groups, corrupt=corrupt, seed=seed)
 
 def _dls(train_ds, valid_ds, bs, seed, aug, num_workers, device):
-    kw = dict(bs=bs, num_workers=num_workers, device=device)
-    tr = SegDataLoader(train_ds, shuffle=True, drop_last=False, **kw, **({'after_batch': aug} if aug is not None else {}))
-    va = SegDataLoader(valid_ds, shuffle=False, **kw)
+    world = world_size()
+    if bs % world: raise ValueError(f"the batch size {bs} is not a multiple of the {world} processes: --bs is the global batch, split between them")
+    if world > 1 and seed is None: raise ValueError("a distributed run needs a seed (every process draws the same epoch order)")
+    kw = dict(num_workers=num_workers, device=device, pin_memory=str(device).startswith('cuda'))
+    tr = SegDataLoader(train_ds, bs=bs//world, shuffle=True, drop_last=False, **kw, **({'after_batch': aug} if aug is not None else {}))
+    va = SegDataLoader(valid_ds, bs=bs, shuffle=False, **kw)   # every process validates on the whole validation set
+    tr.shard = world > 1
+    if aug is not None: aug.shard = world > 1                  # augmentations drawn for the global batch, each process its part
     if seed is not None: tr.rng, va.rng = random.Random(seed), random.Random(seed + 1)
     return DataLoaders(tr, va, device=device)
+
+def cached_store(store:ScanStore, # the scans
+                 size=128, # slice size
+                 keep_aspect:bool=False, # pad slices to a square before resizing
+                 cache=None, # the cache folder; None: $MEDSEG_CACHE or ~/.cache/medseg; False: none
+                )->ScanStore|SliceCache:
+    "The store's slice cache (built if needed) where caching applies, else the store itself."
+    return slice_cache(store, size, keep_aspect, cache) or store
 
 def slice_dls(scans, # a folder, a manifest, a Decathlon folder, {id: (image, label)} or [(image, label), ...]
               label_dir=None, # folder input: where the labels are (default: same folder)
@@ -140,13 +180,15 @@ def slice_dls(scans, # a folder, a manifest, a Decathlon folder, {id: (image, la
               keep_aspect:bool=False, # pad slices to a square before resizing
               num_workers:int=0, # loader worker processes
               device='cpu', # where batches go (augmentation runs there)
-              store:ScanStore|None=None, # reuse already loaded scans (then `scans` may be None)
+              store:ScanStore|SliceCache|None=None, # reuse already loaded scans or a cache (then `scans` may be None)
               missing:str='raise', # an image without a label: 'raise', 'skip' it or 'keep' it (with `labelled=False`)
+              cache=None, # slice cache folder; None: $MEDSEG_CACHE or ~/.cache/medseg; False: read the volumes
              )->DataLoaders:
     "DataLoaders of 2D slices `(x, y)` from labelled scans, split by scan."
     if store is None:
         store = ScanStore(as_scans(scans, label_dir, image_suffix, label_suffix if labelled else None, missing), preprocess, labels,
                           spacing, size if spacing is not None else None, axis)
+    if isinstance(store, ScanStore): store = cached_store(store, size, keep_aspect, cache)
     table = select_slices(store.table(axis), middle, only_labelled, min_frac)
     if labelled: store.check_labels()
     train, valid = split_scans(table.scan.unique(), valid_pct, seed, valid_ids)
@@ -156,6 +198,18 @@ def slice_dls(scans, # a folder, a manifest, a Decathlon folder, {id: (image, la
     dls = _dls(tds, vds, bs, seed, _augment(augs, tds, corrupt, seed), num_workers, device)
     dls.store, dls.splits = store, (train, valid)
     return dls
+
+# %% ../nbs/12_data.ipynb #d2de913c
+def keep_batch_memory(mmap_mb:int=32, # blocks below this size come from malloc's heap and are reused
+                      trim_mb:int=512, # freed memory kept before any is returned to the operating system
+                     )->bool: # whether the allocator took the settings (glibc only)
+    "Let glibc's malloc reuse the memory of freed batches instead of faulting in fresh pages every step (a CPU training process)."
+    try:
+        import ctypes, ctypes.util
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, int(mmap_mb) << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, int(trim_mb) << 20))
+    except (OSError, AttributeError, TypeError): return False
 
 # %% ../nbs/12_data.ipynb #cd77bc41
 def _cycled_perm(m, n, rng):
@@ -198,6 +252,14 @@ class UnpairedDataset(torch.utils.data.Dataset):
         (xb,) = self.target[int(self.b_order[i])][:1]
         return xa, xb, ya
 
+    @property
+    def batched(self)->bool: return self.source.batched and self.target.batched
+    def get_batch(self, idxs)->tuple:
+        "A whole batch `(xa, xb, ya)` from the two caches."
+        idxs = np.asarray(idxs, dtype=np.int64)
+        xa, ya = self.source.get_batch(self.a_order[idxs])
+        return xa, self.target.get_batch(self.b_order[idxs])[0], ya
+
 def unpaired_dls(source, # labelled source scans: a folder, a manifest, a Decathlon folder, {id: (image, label)} or [(image, label)]
                  target, # unlabelled target scans: a folder, a manifest, {id: image} or [image, ...]
                  label_dir=None, # source folder input: label folder
@@ -223,6 +285,7 @@ def unpaired_dls(source, # labelled source scans: a folder, a manifest, a Decath
                  num_workers:int=0, # loader workers
                  device='cpu', # batch device
                  missing:str='raise', # a source image without a label: 'raise' or 'skip' it
+                 cache=None, # slice cache folder; None: $MEDSEG_CACHE or ~/.cache/medseg; False: read the volumes
                 )->DataLoaders:
     "DataLoaders of unpaired batches `(xa, xb, ya)`: labelled source slices, independent target slices."
     sz = size if spacing is not None else None
@@ -230,6 +293,7 @@ def unpaired_dls(source, # labelled source scans: a folder, a manifest, a Decath
     tgt_scans = as_scans(target, None, target_suffix, None)
     tgt = ScanStore({k: (v[0], None) for k, v in tgt_scans.items()}, preprocess if target_preprocess is None else target_preprocess,
                     None, spacing, sz, axis)
+    src, tgt = cached_store(src, size, keep_aspect, cache), cached_store(tgt, size, keep_aspect, cache)
     s_tab = select_slices(src.table(axis), middle, only_labelled)
     src.check_labels()
     t_tab = select_slices(tgt.table(axis), middle if target_middle is None else target_middle)
@@ -374,7 +438,7 @@ class TripletDataset(torch.utils.data.Dataset):
     panels = ((0, None, 'anchor'), (1, None, 'positive'), (2, None, 'negative'))
     def __init__(self,
                  table:pd.DataFrame, # the slices (a slice table): anchors, positives and negatives come from here
-                 store:ScanStore, # the cached volumes
+                 store:ScanStore|SliceCache, # the slice cache or the store of volumes
                  sampler, # `sampler(table, anchor_index, rng) -> (positive_index, negative_index)`
                  size=128, # slice size
                  seed:int|None=0, # seed of the sampler's random draws
@@ -405,6 +469,14 @@ class TripletDataset(torch.utils.data.Dataset):
         out = tuple(self.slices.image(k) for k in idx)
         return out + (torch.tensor(idx),) if self.return_index else out
 
+    @property
+    def batched(self)->bool: return self.slices.batched
+    def get_batch(self, idxs)->tuple:
+        "A whole batch of triplets from the cache (the same triplets as item by item)."
+        tri = np.array([self.triplet(i) for i in idxs], dtype=np.int64).reshape(-1, 3)
+        out = tuple(self.slices.get_batch(tri[:, k])[0] for k in range(3))
+        return out + (torch.from_numpy(tri),) if self.return_index else out
+
 def triplet_dls(scans, # a folder of images, a manifest, {id: image or (image, label)} or a list of images
                 sampler, # `sampler(table, anchor, rng) -> (positive, negative)` (e.g. `SameScanSampler()`)
                 image_suffix:str='', # folder input: image suffix
@@ -424,9 +496,11 @@ def triplet_dls(scans, # a folder of images, a manifest, {id: image or (image, l
                 keep_aspect:bool=False, # pad to square before resizing
                 num_workers:int=0, # loader workers
                 device='cpu', # batch device
+                cache=None, # slice cache folder; None: $MEDSEG_CACHE or ~/.cache/medseg; False: read the volumes
                )->DataLoaders:
     "DataLoaders of `(anchor, positive, negative)` slice batches, triplets chosen by `sampler` within each split."
     store = ScanStore(as_scans(scans, None, image_suffix, None), preprocess, labels, spacing, size if spacing is not None else None, axis)
+    store = cached_store(store, size, keep_aspect, cache)
     table = select_slices(store.table(axis), middle, only_labelled)
     train, valid = split_scans(table.scan.unique(), valid_pct, seed, valid_ids)
     mk = lambda ids, fixed, s: TripletDataset(table[table.scan.isin(ids)], store, sampler, size, s, fixed, return_index, keep_aspect)
@@ -453,6 +527,11 @@ class ArrayDataset(torch.utils.data.Dataset):
         self.panels = ((0, 1 if y is not None else None, 'slice'),)
     def __len__(self): return len(self.x)
     def __getitem__(self, i): return (self.x[i], self.y[i]) if self.y is not None else (self.x[i],)
+    batched = True
+    def get_batch(self, idxs)->tuple:
+        "A whole batch by indexing the stacks."
+        i = torch.as_tensor(np.asarray(idxs, dtype=np.int64))
+        return (self.x[i], self.y[i]) if self.y is not None else (self.x[i],)
 
 def _stack(a, dtype):
     t = torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a).to(dtype)

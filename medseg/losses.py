@@ -10,6 +10,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .distributed import is_distributed, global_batch
+
 # %% auto #0
 __all__ = ['GAN_MODES', 'dice_loss', 'nt_xent', 'gan_loss', 'masked_l1', 'MaskedL1Loss']
 
@@ -32,6 +34,8 @@ def dice_loss(logits:torch.Tensor, # (B, C, *S) raw network output; C = 1: sigmo
         if not include_background: p, y = p[:, 1:], y[:, 1:]
     dims = (0, *range(2, logits.ndim)) if batch else tuple(range(2, logits.ndim))
     inter, tot = (p*y).sum(dims), p.sum(dims) + y.sum(dims)
+    if batch and is_distributed() and torch.is_grad_enabled():   # training on several processes: the Dice of the global batch
+        s = global_batch(torch.stack([inter, tot])[None]).sum(0); inter, tot = s[0], s[1]
     return (1 - (2*inter + eps)/(tot + eps)).mean()
 
 # %% ../nbs/14_losses.ipynb #7af9ab98

@@ -20,7 +20,8 @@ from fastai.optimizer import Adam
 from .io import Volume, load_nifti, to_canonical
 from .models import UNetEncoder, ProjectionHead, save_model, PAPER_WIDTHS, contrastive_encoder
 from .scans import ScanStore, as_scans, select_slices, split_scans
-from .data import SliceDataset, triplet_dls, make_dls
+from .data import SliceDataset, triplet_dls, make_dls, cached_store
+from .distributed import global_batch
 from .losses import nt_xent
 from .trainer import MultiNet, LeanLearner, make_lean, PlaceholderTarget, as_encoder
 from .runner import register_method
@@ -207,19 +208,19 @@ def polycl_loss(za:torch.Tensor, # anchor embeddings (M, d)
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 class PolyCLLoss(nn.Module):
-    "Eq. 1 as a fastai loss: `loss(pred, *targets)` with `pred = (z_anchor, z_positive, z_negative)`; targets ignored."
+    "Eq. 1 as a fastai loss: `loss(pred, *targets)` with `pred = (z_anchor, z_positive, z_negative)`; targets ignored; the global batch in a distributed run."
     def __init__(self, tau:float|None=None): # temperature; None: 1/M for each minibatch of M anchors
         super().__init__(); self.tau, self.last_tau = tau, None
     def forward(self, pred, *targets):
-        za, zp, zn = pred[:3]
+        za, zp, zn = (global_batch(z) for z in pred[:3])   # several processes: M is the global batch (τ = 1/M as in one process)
         self.last_tau = 1/za.shape[0] if self.tau is None else self.tau
         return polycl_loss(za, zp, zn, self.tau)
 
 # %% ../nbs/33_polycl.ipynb #91649d1b
 class NTXentLoss(nn.Module):
-    "NT-Xent as a fastai loss: `loss(pred, *targets)` with `pred = (z_view1, z_view2)`; targets ignored."
+    "NT-Xent as a fastai loss: `loss(pred, *targets)` with `pred = (z_view1, z_view2)`; targets ignored; negatives from every process."
     def __init__(self, tau:float=0.5): super().__init__(); self.tau = tau
-    def forward(self, pred, *targets): return nt_xent(pred[0], pred[1], self.tau)
+    def forward(self, pred, *targets): return nt_xent(global_batch(pred[0]), global_batch(pred[1]), self.tau)
 
 # %% ../nbs/33_polycl.ipynb #c639b903
 polycl_encoder = contrastive_encoder   # PolyCL's encoder: `medseg.models.contrastive_encoder` (instance norm, LeakyReLU 0.2)
@@ -336,6 +337,12 @@ class TwoViewDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         x = self.slices.image(i)
         return x, x.clone()
+    @property
+    def batched(self)->bool: return self.slices.batched
+    def get_batch(self, idxs)->tuple:
+        "A whole batch of slices from the cache, twice."
+        x = self.slices.get_batch(idxs)[0]
+        return x, x.clone()
 
 def simclr_dls(scans, # {id: image or (image, label)}, a list of images, or a folder of images
                image_suffix:str='', # folder input: image suffix
@@ -351,9 +358,11 @@ def simclr_dls(scans, # {id: image or (image, label)}, a list of images, or a fo
                seed:int|None=0, # seed of split, shuffling and augmentation
                num_workers:int=0, # loader workers
                device='cpu', # batch device
+               cache=None, # slice cache folder; None: $MEDSEG_CACHE or ~/.cache/medseg; False: read the volumes
               ):
     "DataLoaders of two-view batches `(x1, x2)` for SimCLR, split by scan; training views augmented independently."
     store = ScanStore(as_scans(scans, None, image_suffix, None), preprocess, None, spacing, size if spacing is not None else None, axis)
+    store = cached_store(store, size, False, cache)
     table = select_slices(store.table(axis), middle)
     train, valid = split_scans(table.scan.unique(), valid_pct, seed, valid_ids)
     mk = lambda ids: TwoViewDataset(table[table.scan.isin(ids)], store, size)

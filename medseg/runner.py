@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
 from fastcore.docments import docments
@@ -25,9 +26,11 @@ from fastcore.docments import docments
 from .io import atomic_write, file_hash, allow_nonfinite, check_output_dir
 from .scans import as_scans, as_subjects, LabelSpec, preprocess_spec, make_preprocess, canonical, intensity_profile, MISSING
 from .augment import AUGMENTATIONS
-from .data import slice_dls, SegDataLoader
+from .data import slice_dls, SegDataLoader, keep_batch_memory
 from .models import save_model, load_model, contrastive_encoder, UNetEncoder, UNet, PAPER_WIDTHS, check_device
 from .losses import dice_loss
+from .distributed import (is_distributed, is_main, launched, init_distributed, close_distributed, barrier, all_mean,
+                                sync_grads, broadcast_module, convert_sync_bn, revert_sync_bn, world_size)
 from .trainer import (finetune_learner, dice_metrics, pick_device, LeanLearner, Precision, PRECISIONS, NonFiniteGuard,
                             TrainingDiverged, learner_state, load_learner_state, loader_state, set_rng_state)
 
@@ -35,9 +38,9 @@ from .trainer import (finetune_learner, dice_metrics, pick_device, LeanLearner, 
 __all__ = ['TRACKERS', 'DATA_KINDS', 'METHODS', 'METHOD_MODULES', 'SEG_LOSSES', 'CHECKPOINT_FORMAT', 'PATH_OPTIONS', 'RESUMABLE',
            'data_options', 'run_options', 'Option', 'Method', 'register_method', 'method_options', 'get_method',
            'load_methods', 'Run', 'History', 'save_curves', 'RunContext', 'RunInterrupted', 'request_stop',
-           'save_checkpoint', 'load_checkpoint', 'CheckpointWriter', 'Checkpointer', 'Tracker', 'TensorBoardTracker',
-           'MLflowTracker', 'check_tracker', 'make_trackers', 'resolve_options', 'find_data', 'run_inputs', 'read_run',
-           'train', 'pretrained_file']
+           'save_checkpoint', 'load_checkpoint', 'CheckpointWriter', 'Checkpointer', 'DistributedSync', 'Tracker',
+           'TensorBoardTracker', 'MLflowTracker', 'check_tracker', 'make_trackers', 'resolve_options', 'find_data',
+           'run_inputs', 'read_run', 'train', 'pretrained_file']
 
 # %% ../nbs/22_runner.ipynb #fffb3e9c
 def data_options(label_dir:str|None=None, # folder of the label maps (default: the data folder)
@@ -66,6 +69,10 @@ def run_options(seed:int=0, # seed of the split, initialisation, sampling and au
                 channels_last:bool=False, # channels-last memory format (faster convolutions on recent GPUs)
                 checkpoint_minutes:float|None=None, # also checkpoint every this many minutes within an epoch (long epochs)
                 tracker:str='none', # also log every epoch to tensorboard (OUT/tensorboard) or mlflow (MLFLOW_TRACKING_URI, default OUT/mlruns)
+                cache:str|None=None, # folder of the preprocessed slice cache (default: $MEDSEG_CACHE, else ~/.cache/medseg)
+                no_cache:bool=False, # read the volumes every epoch instead of the slice cache
+                workers:int=0, # loader worker processes (the cache makes the main process fast enough for most runs)
+                sync_bn:bool=False, # several processes (torchrun): BatchNorm statistics over the global batch
                 quiet:bool=False, # no progress bar or epoch table
                ):
     "The options of every run, whatever the method."
@@ -291,7 +298,8 @@ class RunContext:
         self.preprocess = preprocess_spec(o.get('preprocess'))
         self.size, self.spacing, self.axis = o.get('size'), o.get('spacing'), o.get('axis', 2)
         self.middle, self.valid_pct, self.seed = o.get('middle'), o.get('valid_pct', 0.2), o['seed']
-        self.device, self.quiet = pick_device(o.get('device')), bool(o.get('quiet'))
+        self.device, self.quiet = pick_device(o.get('device')), bool(o.get('quiet')) or not is_main()
+        self.cache, self.workers = False if o.get('no_cache') else o.get('cache'), int(o.get('workers') or 0)
         self.resume, self.callbacks, self.trackers, self.on_start, self.started = resume, list(callbacks or []), [], on_start, False
         self.rows, self.stages, self.best = [], [], None
         self.checkpoints, self.writer = self.out/'checkpoints', CheckpointWriter()
@@ -306,7 +314,7 @@ class RunContext:
     def slice_kw(self, **kw)->dict:
         "Keyword arguments of the loader factories of `medseg.data` from the run's data options."
         return dict(preprocess=self.preprocess, axis=self.axis, size=self.size, spacing=self.spacing, middle=self.middle,
-                    valid_pct=self.valid_pct, seed=self.seed, device=self.device, **kw)
+                    valid_pct=self.valid_pct, seed=self.seed, device=self.device, cache=self.cache, num_workers=self.workers, **kw)
 
     def slice_dls(self, scans=None, bs:int=8, augs=None, **kw):
         "Labelled slice DataLoaders (`medseg.data.slice_dls`) of `scans` (default: the labelled scans)."
@@ -328,6 +336,7 @@ class RunContext:
         self.rows.append(row)
         self.write_history()
     def write_history(self):
+        if not is_main(): return   # in a distributed run rank 0 alone writes
         with atomic_write(self.out/'history.csv') as tmp: self.history.to_csv(tmp, index=False)
 
     def fit(self, learn, # a fastai Learner of the method
@@ -345,7 +354,7 @@ class RunContext:
         if not isinstance(learn, LeanLearner): learn._do_fit = MethodType(LeanLearner._do_fit, learn)   # honours resume_epoch
         o = self.options
         prec = Precision(o.get('precision', '32'), o.get('channels_last', False))
-        cbs = ([prec, NonFiniteGuard(stage), History(self, stage),
+        cbs = ([prec, *([DistributedSync(bool(o.get('sync_bn')))] if is_distributed() else []), NonFiniteGuard(stage), History(self, stage),
                 Checkpointer(self, k, stage, self._stage_resume(k, stage), o.get('checkpoint_minutes')), *self.trackers, *self.callbacks]
                + ([] if cbs is None else list(cbs) if isinstance(cbs, (list, tuple)) else [cbs]))
         _STOP['in_fit'] += 1
@@ -373,6 +382,7 @@ class RunContext:
                          best:bool=False, # also keep it as `best.pt`
                         ):
         "Write `checkpoints/last.pt` (atomically, in the background), and its copies for the stage end and the best epoch."
+        if not is_main(): return
         self.writer.submit(self._write, ck, stage_end, best)
 
     def _write(self, ck, stage_end, best):
@@ -399,7 +409,7 @@ class RunContext:
 
     def save_curves(self)->Path|None:
         "Write `curves.png` from the history so far."
-        if not self.rows: return None
+        if not self.rows or not is_main(): return None
         return save_curves(self.history, self.out/'curves.png')
 
     def prediction(self)->dict:
@@ -425,6 +435,7 @@ class RunContext:
             )->Path:
         "Save a network in the run folder with the run's prediction settings, method and role (a segmenter: and its training intensities)."
         self.start()
+        if not is_main(): return self.out/name
         extra = {**self.prediction(), 'method': self.method.name, 'role': role, **extra}
         if role == 'segmenter' and 'intensity' not in extra: extra['intensity'] = self.intensity(preprocess=extra['preprocess'])
         if role == 'segmenter' and extra.get('inputs') == 2 and 'intensity2' not in extra:
@@ -569,6 +580,40 @@ class Checkpointer(Callback):
     def _stop(self, where:str):
         self.context.writer.wait()          # the checkpoint is on disk before the run says so
         raise RunInterrupted(_STOP['signum'], f"stopped by {_signame(_STOP['signum'])} {where}")
+
+# %% ../nbs/22_runner.ipynb #b0e65595
+class DistributedSync(Callback):
+    "Keep the processes of a distributed run in step: rank 0's start, averaged gradients, BatchNorm statistics, the global loss, one stop."
+    order = 45   # after_batch: after ExtraOptimizer (40) recorded its term, before the Recorder (50) reads the loss
+    def __init__(self, sync_bn:bool=False): self.sync_bn = sync_bn   # BatchNorm over the global batch (`SyncBatchNorm`)
+    def before_fit(self):
+        m = self.learn.model
+        if self.sync_bn: convert_sync_bn(m)
+        broadcast_module(m)
+        self.bn = not self.sync_bn and any(isinstance(x, torch.nn.modules.batchnorm._BatchNorm) for x in m.modules())
+    def before_batch(self):
+        if self.training and self.bn: broadcast_module(self.learn.model, buffers_only=True)   # DDP's broadcast_buffers
+    def after_backward(self): sync_grads([p for p, *_ in self.learn.opt.all_params(with_grad=True)])
+    def after_step(self):
+        sig = torch.tensor([_STOP['signum'] or 0], device=self.learn.loss.device)
+        dist.all_reduce(sig, op=dist.ReduceOp.MAX)   # a signal seen by any process stops every process after this batch
+        if int(sig) and _STOP['signum'] is None: _STOP['signum'] = int(sig)
+    def after_batch(self):
+        if not self.training: return
+        terms = getattr(self.learn.loss_func, 'terms', None)
+        keys = sorted(k for k, v in terms.items() if torch.is_tensor(v) and v.numel() == 1) if isinstance(terms, dict) else []
+        dev = self.learn.loss.device
+        vals = torch.stack([self.learn.loss.detach().float().reshape(())] + [terms[k].detach().float().reshape(()).to(dev) for k in keys])
+        dist.all_reduce(vals); vals = vals/world_size()
+        self.learn.loss = vals[0].to(self.learn.loss.dtype)
+        for k, v in zip(keys, vals[1:]): terms[k] = v
+    def after_fit(self):
+        if self.sync_bn: revert_sync_bn(self.learn.model)
+        ps = [p.detach().double() for p in self.learn.model.parameters()]   # every process must hold the same weights
+        s = torch.stack([sum(p.sum() for p in ps), sum((p*p).sum() for p in ps)]).to(self.learn.loss.device)
+        hi, lo = s.clone(), s.clone(); dist.all_reduce(hi, op=dist.ReduceOp.MAX); dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        if not torch.equal(hi, lo): warnings.warn(f"the {world_size()} processes' weights differ after this stage (checksums {lo.tolist()} .. {hi.tolist()}): "
+                                                  "a part of the model was trained without averaging its gradients")
 
 # %% ../nbs/22_runner.ipynb #56da7c31
 class Tracker(Callback):
@@ -772,6 +817,9 @@ def train(method:str, # a registered method: `list(load_methods())`
         for k in PATH_OPTIONS:
             if isinstance(opts.get(k), (str, Path)): opts[k] = str(Path(opts[k]).resolve())
         out = Path(out if out is not None else f'medseg-{method}')
+    keep_batch_memory()                          # CPU steps reuse the memory of freed batches (glibc)
+    own_group = launched() and not (dist.is_available() and dist.is_initialized())
+    if launched(): opts['device'] = init_distributed(opts.get('device'))   # torchrun / accelerate launch: join the group
     check_output_dir(out, '--out')                 # before any work: a folder this process can write in
     check_tracker(opts.get('tracker', 'none'))
     scans = find_data(m, data, opts)
@@ -792,6 +840,7 @@ def train(method:str, # a registered method: `list(load_methods())`
         cfg.update(status='running', options={k: _plain(v) for k, v in opts.items()}, device=pick_device(opts.get('device')),
                    resumed=cfg.get('resumed', []) + [dict(at=_now(), stage=ck['stage'] if ck else None, epoch=ck['epoch'] if ck else None)])
     def on_start(run):   # at the first fit: the method has read and checked its data
+        if not is_main(): return   # rank 0 alone writes the run folder
         if fresh:
             for stale in ('checkpoints', 'tensorboard'):    # an earlier run's, in this folder: a new run starts clean
                 if (out/stale).is_dir(): shutil.rmtree(out/stale)
@@ -821,7 +870,7 @@ def train(method:str, # a registered method: `list(load_methods())`
         write_error = None
         try: run.writer.close()             # every checkpoint on disk
         except Exception as e: write_error, status = e, 'failed'
-        if run.started:            # a method that failed before its first fit leaves nothing behind
+        if run.started and is_main():   # a method that failed before its first fit leaves nothing behind
             cfg.update(status=status, seconds=round(cfg.get('seconds', 0.) + time.perf_counter() - t0, 3), ended=_now())
             if run.best: cfg['best'] = run.best
             _write_config(out, cfg)
@@ -830,7 +879,9 @@ def train(method:str, # a registered method: `list(load_methods())`
             except Exception as e: warnings.warn(f"curves.png not written: {e}")
         if write_error is not None: raise OSError(f"a checkpoint could not be written in {run.checkpoints}: {write_error}") from write_error
     weights = out/'model.pt'
-    if not weights.exists(): raise RuntimeError(f"method {method!r} did not save {weights} (its function must call run.save)")
+    main = is_main()
+    if own_group: barrier(); close_distributed()
+    if main and not weights.exists(): raise RuntimeError(f"method {method!r} did not save {weights} (its function must call run.save)")
     return Run(method, out, weights, run.history, cfg)
 
 # %% ../nbs/22_runner.ipynb #087ea820

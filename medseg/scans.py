@@ -22,8 +22,8 @@ __all__ = ['NII_SUFFIXES', 'MISSING', 'MANIFEST_COLUMNS', 'PREPROCESS', 'scan_id
            'read_msd', 'msd_classes', 'is_msd', 'as_scans', 'as_subjects', 'ct_window', 'mr_minmax', 'zscore',
            'as_float', 'preprocess_spec', 'make_preprocess', 'intensity_profile', 'check_intensity', 'LabelSpec',
            'label_values', 'check_label_spec', 'canonical', 'slice_table', 'keep_middle', 'keep_labelled',
-           'select_slices', 'size2', 'fit_slices', 'spaced_grid', 'spaced_slices', 'ScanStore', 'PairedStore',
-           'split_scans']
+           'select_slices', 'size2', 'fit_slices', 'spaced_grid', 'spaced_slices', 'ScanSet', 'ScanStore',
+           'PairedStore', 'split_scans']
 
 # %% ../nbs/10_scans.ipynb #6789e92d
 NII_SUFFIXES = ('.nii.gz', '.nii')
@@ -518,7 +518,17 @@ def spaced_slices(vol:Volume, # a volume (any orientation)
     out = resample_to(can, *spaced_grid(can, spacing, size, axis), label=label, cval=cval)
     return np.ascontiguousarray(to_display(out.array, axis))
 
-class ScanStore:
+class ScanSet:
+    "What a set of scans answers, whether its slices come from volumes or a cache: ids, size, membership, which have labels."
+    @property
+    def labels(self): return self.spec.values
+    @property
+    def ids(self)->list: return list(self.scans)
+    def __len__(self): return len(self.scans)
+    def __contains__(self, sid): return sid in self.scans
+    def has_label(self, sid)->bool: return self.scans[sid][1] is not None
+
+class ScanStore(ScanSet):
     "Scans loaded once (canonical RAS), preprocessed per volume and cached in memory; label maps become class-index masks."
     def __init__(self,
                  scans:dict, # scan id -> (image, label): Volumes or paths; label may be None
@@ -530,18 +540,11 @@ class ScanStore:
                  allow_nan:bool|None=None, # accept NaN/infinite voxels (set to each image's lowest value); None: `medseg.io.nonfinite_allowed()` now
                 ):
         self.scans, self.preprocess, self.spec = dict(scans), make_preprocess(preprocess), LabelSpec.parse(labels)
+        self.preprocess_spec = None if callable(preprocess) else preprocess_spec(preprocess)   # its JSON form (a slice cache's key)
         self.allow_nan = nonfinite_allowed() if allow_nan is None else bool(allow_nan)
         self.spacing, self.size, self.axis = spacing, size, axis
         if spacing is not None and size is None: raise ValueError("a store with `spacing` needs the slice `size` too")
         self._cache, self._values = {}, {}
-
-    @property
-    def labels(self): return self.spec.values
-    @property
-    def ids(self)->list: return list(self.scans)
-    def __len__(self): return len(self.scans)
-    def __contains__(self, sid): return sid in self.scans
-    def has_label(self, sid)->bool: return self.scans[sid][1] is not None
 
     def __getitem__(self, sid):
         if sid not in self.scans: raise KeyError(f"no scan {sid!r} in the store")

@@ -22,6 +22,7 @@ from .models import UNetEncoder, UNet, ProjectionHead, save_model, load_model, P
 from .scans import as_scans
 from .augment import MaskedCorruption, global_view_augs, local_view_augs, reseed_augs, apply_augs
 from .data import slice_dls
+from .distributed import global_batch
 from .losses import nt_xent, masked_l1, MaskedL1Loss
 from .trainer import MultiNet, LeanLearner, make_lean, TermLoss, term_metrics, subnet_splitter
 from .runner import register_method
@@ -147,6 +148,7 @@ def ssl_dls(scans, # {id: image} (or {id: (image, label)}: labels ignored), a li
             seed:int|None=0, # seed of split, shuffling, augmentation and corruption
             num_workers:int=0, # loader workers
             device='cpu', # batch device
+            cache=None, # slice cache folder; None: $MEDSEG_CACHE or ~/.cache/medseg; False: read the volumes
            ):
     "Unlabelled slice DataLoaders `(x,)` for pretraining, split by scan; with `corrupt`, training batches `(x_corrupted, x, mask)`."
     if isinstance(scans, (str, Path)):
@@ -154,7 +156,7 @@ def ssl_dls(scans, # {id: image} (or {id: (image, label)}: labels ignored), a li
     else: scans = as_scans(scans, label_suffix=None)
     scans = {k: v[0] for k, v in scans.items()}
     return slice_dls(scans, preprocess=preprocess, axis=axis, size=size, spacing=spacing, middle=middle, labelled=False, valid_pct=valid_pct,
-                     valid_ids=valid_ids, bs=bs, augs=augs, corrupt=corrupt, seed=seed, num_workers=num_workers, device=device)
+                     valid_ids=valid_ids, bs=bs, augs=augs, corrupt=corrupt, seed=seed, num_workers=num_workers, device=device, cache=cache)
 
 # %% ../nbs/34_ssl.ipynb #51a591c4
 def global_contrastive_loss(z1:torch.Tensor, # embeddings of the first views (N, d)
@@ -298,7 +300,7 @@ class SSLStages(Callback):
         self.done, self.history, self.global_epochs = state['done'], list(state['history']), state['global_epochs']
         return self
 
-def _global_term(pred, *targets, tau=0.1): return global_contrastive_loss(pred[0], pred[1], tau)
+def _global_term(pred, *targets, tau=0.1): return global_contrastive_loss(global_batch(pred[0]), global_batch(pred[1]), tau)   # negatives from every process
 def _local_term(pred, *targets, tau=0.1): return local_contrastive_loss(pred[2], pred[3], tau)
 
 def contrastive_learner(dls, # DataLoaders of unlabelled slices `(x,)`, e.g. `ssl_dls`

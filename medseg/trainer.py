@@ -28,6 +28,7 @@ import fastai.callback.schedule  # adds Learner.fit_one_cycle (used by `fit_stag
 from .models import UNetEncoder, UNet, load_model, check_device
 from .metrics import DiceMetric
 from .losses import dice_loss
+from .distributed import sync_grads
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'freeze', 'unfreeze', 'is_frozen', 'frozen_call', 'MultiNet', 'TermLoss', 'TermMetric', 'term_metrics',
@@ -214,9 +215,9 @@ class ExtraOptimizer(Callback):
         pc = getattr(self.learn, 'precision', None)
         with torch.enable_grad(), (pc.autocast() if pc is not None else nullcontext()): loss = self.loss_fn(self.learn)
         if pc is not None and pc.scaled:
-            self.scaler.scale(loss).backward(); self.scaler.step(self.optimizer); self.scaler.update()
+            self.scaler.scale(loss).backward(); sync_grads(self.xparams); self.scaler.step(self.optimizer); self.scaler.update()
         else:
-            loss.backward()
+            loss.backward(); sync_grads(self.xparams)   # several processes: gradients averaged, as the main optimizer's
             self.optimizer.step()
         for p in self.xparams: p.grad = None
         self.n_steps += 1
