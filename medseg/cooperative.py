@@ -271,7 +271,7 @@ def train_cooperative(run, # the run (given by the runner); its data are pairs o
     pre2 = preprocess_spec(run.options.get('preprocess2') or run.preprocess)
     dls = paired_dls(run.scans, mode='2d', spacing=run.spacing, fov=fov, axis=run.axis, size=run.size, preprocess=run.preprocess,
                      preprocess2=pre2, labels=run.spec, middle=run.middle, valid_pct=run.valid_pct, bs=bs, augs=augs, seed=run.seed,
-                     device=run.device)
+                     device=run.device, cache=run.cache, num_workers=run.workers)
     learn = cooperative_learner(dls, lambdas=lambdas, lr=lr, transform=transform, seg_width=seg_width)
     fit_cooperative(learn, epochs, lambdas=lambdas, fit=run.fit)
     run.save(learn.model.S, inputs=2, preprocess2=pre2, pair_spacing=run.spacing, fov=fov, epochs=list(epochs))

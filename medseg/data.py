@@ -311,11 +311,20 @@ class PairedSliceDataset(torch.utils.data.Dataset):
     "Items `(x1, x2, s1, s2)`: the same common-grid slice of both modalities, each (1, H, W)."
     n_inp, kinds, groups = 2, ('image', 'image', 'mask', 'mask'), ((0, 1, 2, 3),)
     panels = ((0, 2, 'modality 1'), (1, 3, 'modality 2'))
-    def __init__(self, table, store:PairedStore, size=128, mask_dtype=torch.float32, keep_aspect:bool=False):
+    def __init__(self, table, store:PairedStore|SliceCache, size=128, mask_dtype=torch.float32, keep_aspect:bool=False):
         self.table, self.store, self.size = table.reset_index(drop=True), store, size2(size)
         self.mask_dtype, self.keep_aspect = mask_dtype, keep_aspect
+        self.batched = isinstance(store, SliceCache)   # a paired slice cache: batches by indexing it
+        if self.batched:
+            if not store.paired or store.size != self.size or store.keep_aspect != bool(keep_aspect):
+                raise ValueError(f"the cache holds {'pairs' if store.paired else 'single scans'} of {store.size} slices, not pairs of {self.size}")
+            self._row = self.table['row'].to_numpy()
     def __len__(self): return len(self.table)
+    def get_batch(self, idxs)->tuple:
+        "A whole batch `(x1, x2, s1, s2)` from the paired cache."
+        return self.store.pair_batch(self._row[np.asarray(idxs, dtype=np.int64)], self.mask_dtype)
     def __getitem__(self, i):
+        if self.batched: return tuple(t[0] for t in self.get_batch([i]))
         r = self.table.iloc[i]
         d = self.store.display(r.scan, int(r.axis))
         t = {k: torch.from_numpy(np.ascontiguousarray(d[k][int(r.slice)]))[None] for k in ('x1', 'x2', 's1', 's2')}
@@ -393,10 +402,12 @@ def paired_dls(subjects, # a paired manifest, {id: (image1, label1, image2, labe
                keep_aspect:bool=False, # 2d: pad to square before resizing
                num_workers:int=0, # loader workers
                device='cpu', # batch device
+               cache=None, # slice cache folder (2D); None: $MEDSEG_CACHE or ~/.cache/medseg; False: read the volumes
               )->DataLoaders:
     "DataLoaders of paired batches `(x1, x2, s1, s2)` on a common grid: 2D slices or 3D crops, split by subject."
     store = PairedStore(as_subjects(subjects), spacing, fov, preprocess, preprocess2, labels, labels2,
                         size if (spacing is not None and mode == '2d') else None, axis)
+    if mode == '2d': store = cached_store(store, size, keep_aspect, cache)   # 3D crops read the volumes
     store.check_labels()
     train, valid = split_scans(store.ids, valid_pct, seed, valid_ids)
     if mode == '2d':

@@ -613,6 +613,7 @@ class PairedStore(ScanStore):
         super().__init__(subjects, preprocess, labels)
         self.fov, self.pair_spacing, self.pair_size, self.axis = fov, spacing, size, axis
         self.preprocess2 = self.preprocess if preprocess2 is None else make_preprocess(preprocess2)
+        self.preprocess2_spec = self.preprocess_spec if preprocess2 is None else None if callable(preprocess2) else preprocess_spec(preprocess2)
         self.spec2 = self.spec if labels2 is None else LabelSpec.parse(labels2)
         self._disp = {}
 

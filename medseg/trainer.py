@@ -28,7 +28,7 @@ import fastai.callback.schedule  # adds Learner.fit_one_cycle (used by `fit_stag
 from .models import UNetEncoder, UNet, load_model, check_device
 from .metrics import DiceMetric
 from .losses import dice_loss
-from .distributed import sync_grads
+from .distributed import sync_grads, is_distributed
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'freeze', 'unfreeze', 'is_frozen', 'frozen_call', 'MultiNet', 'TermLoss', 'TermMetric', 'term_metrics',
@@ -493,11 +493,17 @@ class NonFiniteGuard(Callback):
     def _where(self)->str:
         return f"epoch {self.epoch}" + (f" of stage {self.stage!r}" if self.stage else '') + f" (batch {self.iter})"
     def _check(self, terms:dict):
-        for name, v in terms.items():
-            if torch.is_tensor(v) and v.numel() and not _finite(v.detach()):
-                kind = 'training' if self.training else 'validation'
-                raise TrainingDiverged(f"the {kind} loss term {name!r} is {float(v.detach().float().mean())} in {self._where()}: "
+        bad = [(name, v) for name, v in terms.items() if torch.is_tensor(v) and v.numel() and not _finite(v.detach())]
+        kind = 'training' if self.training else 'validation'
+        if is_distributed():   # several processes: all stop together (one alone would leave the others waiting)
+            flag = torch.tensor([float(bool(bad))], device=getattr(self.learn, 'loss', torch.zeros(())).device)   # NCCL: on the GPU
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            if flag.item() and not bad:
+                raise TrainingDiverged(f"a {kind} loss term is not finite in another process in {self._where()}: "
                                        "the training diverged; lower the learning rate")
+        for name, v in bad:
+            raise TrainingDiverged(f"the {kind} loss term {name!r} is {float(v.detach().float().mean())} in {self._where()}: "
+                                   "the training diverged; lower the learning rate")
     def after_loss(self): self._check({'loss': self.learn.loss, **getattr(self.learn.loss_func, 'terms', {})})
     def after_batch(self):
         extra = [cb.name for cb in self.learn.cbs if isinstance(cb, ExtraOptimizer)]
