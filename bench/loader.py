@@ -8,8 +8,10 @@ the CT volumes (DATA_DIR/ct, every axial slice) — slice batches of 16 at 128²
               fresh cache, built by the default number of processes) is reported apart;
 * `items+aug`  : the per-item path with the default augmentations as they were before the batched rewrite (the module
                  `medseg/augment.py` of commit REFERENCE, read with git; without git: `Augment(fuse=False)`);
-* `cached+aug` : the cache with today's fused default augmentations, in a process that keeps the memory of freed
-                 batches (`medseg.data.keep_batch_memory`, which `medseg train` calls; today's path ran without it).
+* `cached+aug` : the cache with today's fused default augmentations.
+
+Both sides build their loaders with today's `slice_dls`, which lets the allocator reuse the memory of freed batches
+(`medseg.data.keep_batch_memory`): the reference augmentations profit from it too.
 
 Each side runs in its own subprocess (its peak resident memory, `ru_maxrss`, is its own), `--repeats` times, medians
 reported; each rate is timed over `--batches` batches and at least a second. Memory of a 4-worker loader: the summed proportional set size (PSS: shared pages counted once over the
@@ -75,7 +77,7 @@ def pss(pid:int)->int:
 def run_side(side:str, data:Path, which:str, size:int, batches:int, cache:str, repo:Path)->dict:
     import torch
     torch.set_num_threads(1)
-    from medseg.data import slice_dls, keep_batch_memory
+    from medseg.data import slice_dls
     from medseg.augment import Augment, default_augs
     from medseg.cache import slice_cache
     from medseg.scans import ScanStore
@@ -87,7 +89,6 @@ def run_side(side:str, data:Path, which:str, size:int, batches:int, cache:str, r
         out.update(build_s=time.perf_counter() - t0, cache_mb=c.nbytes/2**20, slices=len(c.table()), dtype=str(c.images.dtype),
                    build_workers=min(os.cpu_count() or 1, 8) if len(scans) >= 8 else 1)
     elif side in ('items', 'cached'):
-        if side == 'cached': keep_batch_memory()              # as `medseg train` does (today's path ran without it)
         dls = slice_dls(scans, cache=False if side == 'items' else cache, **kw)
         if side == 'items':
             for sid in dls.store.ids: dls.store[sid]          # today's store: volumes loaded once, then kept in RAM
@@ -113,9 +114,8 @@ def data_wait(data:Path, steps:int, cache:str, threads:int)->dict:
     "Share of a bf16 training step (U-Net at the papers' widths, 128² batches of 16) spent waiting for the next batch."
     import torch
     torch.set_num_threads(threads)
-    from medseg.data import slice_dls, keep_batch_memory
+    from medseg.data import slice_dls
     from medseg.models import UNet, PAPER_WIDTHS
-    keep_batch_memory()
     from medseg.losses import dice_loss
     dls = slice_dls(scans_of(data, 'ixi'), cache=cache, augs='default', **loader_kw('ixi', 128))
     net = UNet(1, 1, widths=PAPER_WIDTHS); opt = torch.optim.Adam(net.parameters(), 1e-3)

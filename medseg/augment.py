@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from fastai.data.core import ItemTransform
 
-from .distributed import is_distributed, world_size, rank
+from .distributed import global_draw
 
 # %% auto #0
 __all__ = ['AUGMENTATIONS', 'BatchAug', 'RandomAffine', 'ElasticDeform', 'RandomCrop', 'RandomIntensity', 'MaskedCorruption',
@@ -43,10 +43,8 @@ class BatchAug:
 
     shard = False   # training batches of a distributed run: draw for the global batch, keep this process's part
     def _draw(self, fn, *shape):
-        "`fn(*shape)` from the generator; sharded: drawn for the global batch (shape[0] is the batch), this process's rows."
-        if not (self.shard and is_distributed()): return fn(*shape, generator=self.generator)
-        n, r = shape[0], rank()
-        return fn(n*world_size(), *shape[1:], generator=self.generator)[r*n:(r + 1)*n]
+        "`fn(*shape)` from the generator; sharded: this process's rows of the global batch's draw (shape[0] is the batch)."
+        return global_draw(fn, *shape, generator=self.generator) if self.shard else fn(*shape, generator=self.generator)
     def _rand(self, *shape): return self._draw(torch.rand, *shape)
     def _uniform(self, n, lo, hi): return lo + (hi - lo)*self._rand(n)
     def _active(self, n): return self._rand(n) < self.p

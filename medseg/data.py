@@ -26,7 +26,7 @@ from .distributed import world_size, rank, shard_batches, n_batches, is_distribu
 from .viz import show_batch, show_results
 
 # %% auto #0
-__all__ = ['SliceDataset', 'SegDataLoader', 'cached_store', 'slice_dls', 'keep_batch_memory', 'UnpairedDataset', 'unpaired_dls',
+__all__ = ['SliceDataset', 'keep_batch_memory', 'SegDataLoader', 'cached_store', 'slice_dls', 'UnpairedDataset', 'unpaired_dls',
            'PairedSliceDataset', 'PairedCropDataset', 'paired_dls', 'SameScanSampler', 'TripletDataset', 'triplet_dls',
            'ArrayDataset', 'make_dls']
 
@@ -81,6 +81,18 @@ class SliceDataset(torch.utils.data.Dataset):
     def get_batch(self, idxs)->tuple:
         "A whole batch `(images, masks)` (B, 1, H, W) by indexing the cache: what the loader asks for when `batched`."
         return self.store.batch(self._row[np.asarray(idxs, dtype=np.int64)], self.labelled, self.mask_dtype)
+
+# %% ../nbs/12_data.ipynb #d2de913c
+def keep_batch_memory(mmap_mb:int=32, # blocks below this size come from malloc's heap and are reused
+                      trim_mb:int=512, # freed memory kept before any is returned to the operating system
+                     )->bool: # whether the allocator took the settings (glibc only)
+    "Let glibc's malloc reuse the memory of freed batches instead of faulting in fresh pages every step (a CPU training process)."
+    try:
+        import ctypes, ctypes.util
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, int(mmap_mb) << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, int(trim_mb) << 20))
+    except (OSError, AttributeError, TypeError): return False
 
 # %% ../nbs/12_data.ipynb #80276829
 class SegDataLoader(DataLoader):
@@ -138,6 +150,7 @@ def _augment(augs, ds, corrupt=None, seed=None):
     return Augment(tfms, ds.kinds, ds.groups, corrupt=corrupt, seed=seed)
 
 def _dls(train_ds, valid_ds, bs, seed, aug, num_workers, device):
+    keep_batch_memory()   # every step's batches are new memory: let the allocator reuse the freed ones
     world = world_size()
     if bs % world: raise ValueError(f"the batch size {bs} is not a multiple of the {world} processes: --bs is the global batch, split between them")
     if world > 1 and seed is None: raise ValueError("a distributed run needs a seed (every process draws the same epoch order)")
@@ -198,18 +211,6 @@ def slice_dls(scans, # a folder, a manifest, a Decathlon folder, {id: (image, la
     dls = _dls(tds, vds, bs, seed, _augment(augs, tds, corrupt, seed), num_workers, device)
     dls.store, dls.splits = store, (train, valid)
     return dls
-
-# %% ../nbs/12_data.ipynb #d2de913c
-def keep_batch_memory(mmap_mb:int=32, # blocks below this size come from malloc's heap and are reused
-                      trim_mb:int=512, # freed memory kept before any is returned to the operating system
-                     )->bool: # whether the allocator took the settings (glibc only)
-    "Let glibc's malloc reuse the memory of freed batches instead of faulting in fresh pages every step (a CPU training process)."
-    try:
-        import ctypes, ctypes.util
-        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
-        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, int(mmap_mb) << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, int(trim_mb) << 20))
-    except (OSError, AttributeError, TypeError): return False
 
 # %% ../nbs/12_data.ipynb #cd77bc41
 def _cycled_perm(m, n, rng):

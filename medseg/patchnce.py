@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .distributed import is_distributed, world_size, rank
+from .distributed import global_draw
 
 # %% auto #0
 __all__ = ['patch_nce', 'sample_ids', 'gather_patches', 'PatchNCELoss']
@@ -56,9 +56,8 @@ def sample_ids(feat:torch.Tensor, # feature map (B, C, *S)
     if int(n) < 1: raise ValueError(f"n must be >= 1, got {n!r}")
     B, L = feat.shape[0], math.prod(feat.shape[2:])
     dev = generator.device if generator is not None else 'cpu'
-    W, r = (world_size(), rank()) if is_distributed() and torch.is_grad_enabled() else (1, 0)   # training on several processes:
-    u = torch.rand(B*W, L, generator=generator, device=dev)[r*B:(r + 1)*B]                     # this process's part of the global batch's draw
-    ids = u.argsort(dim=1)[:, :min(int(n), L)]
+    draw = global_draw if torch.is_grad_enabled() else (lambda fn, *s, **kw: fn(*s, **kw))   # training: independent of the processes
+    ids = draw(torch.rand, B, L, generator=generator, device=dev).argsort(dim=1)[:, :min(int(n), L)]
     return ids.to(feat.device)
 
 def gather_patches(feat:torch.Tensor, # feature map (B, C, *S)

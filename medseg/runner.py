@@ -26,11 +26,11 @@ from fastcore.docments import docments
 from .io import atomic_write, file_hash, allow_nonfinite, check_output_dir
 from .scans import as_scans, as_subjects, LabelSpec, preprocess_spec, make_preprocess, canonical, intensity_profile, MISSING
 from .augment import AUGMENTATIONS
-from .data import slice_dls, SegDataLoader, keep_batch_memory
+from .data import slice_dls, SegDataLoader
 from .models import save_model, load_model, contrastive_encoder, UNetEncoder, UNet, PAPER_WIDTHS, check_device
 from .losses import dice_loss
 from .distributed import (is_distributed, is_main, launched, init_distributed, close_distributed, barrier, all_mean,
-                                sync_grads, broadcast_module, convert_sync_bn, revert_sync_bn, world_size)
+                                all_max, sync_grads, broadcast_module, convert_sync_bn, revert_sync_bn, world_size)
 from .trainer import (finetune_learner, dice_metrics, pick_device, LeanLearner, Precision, PRECISIONS, NonFiniteGuard,
                             TrainingDiverged, learner_state, load_learner_state, loader_state, set_rng_state)
 
@@ -595,23 +595,21 @@ class DistributedSync(Callback):
         if self.training and self.bn: broadcast_module(self.learn.model, buffers_only=True)   # DDP's broadcast_buffers
     def after_backward(self): sync_grads([p for p, *_ in self.learn.opt.all_params(with_grad=True)])
     def after_step(self):
-        sig = torch.tensor([_STOP['signum'] or 0], device=self.learn.loss.device)
-        dist.all_reduce(sig, op=dist.ReduceOp.MAX)   # a signal seen by any process stops every process after this batch
-        if int(sig) and _STOP['signum'] is None: _STOP['signum'] = int(sig)
+        sig = int(all_max(torch.tensor([_STOP['signum'] or 0], device=self.learn.loss.device)))   # a signal seen by any process
+        if sig and _STOP['signum'] is None: _STOP['signum'] = sig                                  # stops every process after this batch
     def after_batch(self):
         if not self.training: return
         terms = getattr(self.learn.loss_func, 'terms', None)
         keys = sorted(k for k, v in terms.items() if torch.is_tensor(v) and v.numel() == 1) if isinstance(terms, dict) else []
         dev = self.learn.loss.device
-        vals = torch.stack([self.learn.loss.detach().float().reshape(())] + [terms[k].detach().float().reshape(()).to(dev) for k in keys])
-        dist.all_reduce(vals); vals = vals/world_size()
+        vals = all_mean(torch.stack([self.learn.loss.detach().float().reshape(())] + [terms[k].detach().float().reshape(()).to(dev) for k in keys]))
         self.learn.loss = vals[0].to(self.learn.loss.dtype)
         for k, v in zip(keys, vals[1:]): terms[k] = v
     def after_fit(self):
         if self.sync_bn: revert_sync_bn(self.learn.model)
         ps = [p.detach().double() for p in self.learn.model.parameters()]   # every process must hold the same weights
         s = torch.stack([sum(p.sum() for p in ps), sum((p*p).sum() for p in ps)]).to(self.learn.loss.device)
-        hi, lo = s.clone(), s.clone(); dist.all_reduce(hi, op=dist.ReduceOp.MAX); dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        hi, lo = all_max(s), -all_max(-s)
         if not torch.equal(hi, lo): warnings.warn(f"the {world_size()} processes' weights differ after this stage (checksums {lo.tolist()} .. {hi.tolist()}): "
                                                   "a part of the model was trained without averaging its gradients")
 
@@ -817,7 +815,6 @@ def train(method:str, # a registered method: `list(load_methods())`
         for k in PATH_OPTIONS:
             if isinstance(opts.get(k), (str, Path)): opts[k] = str(Path(opts[k]).resolve())
         out = Path(out if out is not None else f'medseg-{method}')
-    keep_batch_memory()                          # CPU steps reuse the memory of freed batches (glibc)
     own_group = launched() and not (dist.is_available() and dist.is_initialized())
     if launched(): opts['device'] = init_distributed(opts.get('device'))   # torchrun / accelerate launch: join the group
     check_output_dir(out, '--out')                 # before any work: a folder this process can write in

@@ -28,7 +28,7 @@ import fastai.callback.schedule  # adds Learner.fit_one_cycle (used by `fit_stag
 from .models import UNetEncoder, UNet, load_model, check_device
 from .metrics import DiceMetric
 from .losses import dice_loss
-from .distributed import sync_grads, is_distributed
+from .distributed import sync_grads, is_distributed, all_max
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'freeze', 'unfreeze', 'is_frozen', 'frozen_call', 'MultiNet', 'TermLoss', 'TermMetric', 'term_metrics',
@@ -497,8 +497,7 @@ class NonFiniteGuard(Callback):
         kind = 'training' if self.training else 'validation'
         if is_distributed():   # several processes: all stop together (one alone would leave the others waiting)
             flag = torch.tensor([float(bool(bad))], device=getattr(self.learn, 'loss', torch.zeros(())).device)   # NCCL: on the GPU
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            if flag.item() and not bad:
+            if all_max(flag).item() and not bad:
                 raise TrainingDiverged(f"a {kind} loss term is not finite in another process in {self._where()}: "
                                        "the training diverged; lower the learning rate")
         for name, v in bad:
