@@ -220,11 +220,12 @@ def surface_metrics(pred, # predicted binary mask (numpy or torch), 2D or 3D
                     assd_mode='pooled', # see `assd`
                     method='auto', # nearest-surface search: 'auto', 'kdtree' or 'edt' (all exact)
                     workers=-1, # threads for the search (-1: all cores)
-                   )->dict: # {'hd': ..., 'hd95': ..., 'assd': ...}
-    "Hausdorff, HD95 and ASSD from a single surface-distance computation."
+                   )->dict: # {'hd': ..., 'hd95': ..., 'hd95_pooled': ..., 'assd': ...}
+    "Hausdorff, HD95 (`hd95_mode`, and the pooled definition) and ASSD from a single surface-distance computation."
     e, d = _distances_or_empty(pred, target, spacing, method, workers)
-    if d is None: return dict(hd=e, hd95=e, assd=e)
-    return dict(hd=_hd_from(*d), hd95=_hd_from(*d, percentile=95, mode=hd95_mode), assd=_assd_from(*d, mode=assd_mode))
+    if d is None: return dict(hd=e, hd95=e, hd95_pooled=e, assd=e)
+    return dict(hd=_hd_from(*d), hd95=_hd_from(*d, percentile=95, mode=hd95_mode), hd95_pooled=_hd_from(*d, percentile=95, mode='pooled'),
+                assd=_assd_from(*d, mode=assd_mode))
 
 # %% ../nbs/02_metrics.ipynb #6d1590aa
 def _fg_from_logits(logits, cls=1):
