@@ -30,7 +30,7 @@ from .data import slice_dls, SegDataLoader
 from .models import save_model, load_model, contrastive_encoder, UNetEncoder, UNet, PAPER_WIDTHS, check_device
 from .losses import dice_loss
 from .distributed import (is_distributed, is_main, launched, init_distributed, close_distributed, barrier, all_mean,
-                                all_max, sync_grads, broadcast_module, convert_sync_bn, revert_sync_bn, world_size)
+                                all_max, sync_grads, broadcast_module, convert_sync_bn, revert_sync_bn, world_size, rank)
 from .trainer import (finetune_learner, dice_metrics, pick_device, LeanLearner, Precision, PRECISIONS, NonFiniteGuard,
                             TrainingDiverged, learner_state, load_learner_state, loader_state, set_rng_state)
 
@@ -365,6 +365,9 @@ class RunContext:
         finally:
             _STOP['in_fit'] -= 1
             prec._exit()   # leave no autocast region open after an error
+        if _STOP['signum'] is not None and not _STOP['in_fit']:   # a signal after the stage's last check: its end is on disk
+            self.writer.wait()
+            raise RunInterrupted(_STOP['signum'], f"stopped by {_signame(_STOP['signum'])} at the end of stage {stage!r}")
         return learn
 
     def _stage_resume(self, k:int, stage:str)->dict|None:
@@ -564,26 +567,34 @@ class Checkpointer(Callback):
     def after_batch(self):
         if not self.training: return
         self.batches += 1
-        stop = _STOP['signum'] is not None
+        if self.batches >= len(self.dls.train) or not isinstance(self.dls.train, SegDataLoader): return   # the epoch's end decides
+        stop = self.stop_signal()
         due = self.minutes is not None and time.time() - self.t_save > 60*self.minutes
-        if not (stop or due) or self.batches >= len(self.dls.train) or not isinstance(self.dls.train, SegDataLoader): return
+        if not (stop or due): return
         self.context.write_checkpoint(self._state(False, self.batches)); self.t_save = time.time()
         if stop: self._stop(f"in epoch {self.epoch} of stage {self.stage!r} after batch {self.batches}/{len(self.dls.train)}")
     def after_epoch(self):
         best = self.context.update_best(self.k)
         self.context.write_checkpoint(self._state(True), best=best); self.t_save = time.time()
-        if _STOP['signum'] is not None: self._stop(f"after epoch {self.epoch} of stage {self.stage!r}")
+        if self.stop_signal(): self._stop(f"after epoch {self.epoch} of stage {self.stage!r}")
     def after_fit(self):
-        if self.replay: return
-        self.context.write_checkpoint(self._state(True, stage_done=True), stage_end=True)
-        self.context.save_curves()
+        if not self.replay:
+            self.context.write_checkpoint(self._state(True, stage_done=True), stage_end=True)
+            self.context.save_curves()
+        if self.stop_signal(): self._stop(f"at the end of stage {self.stage!r}")
+    def stop_signal(self)->int:
+        "The signal to stop for (0: none): this process's, or in a distributed run any process's — every process asks at the same points."
+        s = _STOP['signum'] or 0
+        if is_distributed(): s = int(all_max(torch.tensor([s], device=next(self.learn.model.parameters()).device)))
+        if s: _STOP['signum'] = s
+        return s
     def _stop(self, where:str):
         self.context.writer.wait()          # the checkpoint is on disk before the run says so
         raise RunInterrupted(_STOP['signum'], f"stopped by {_signame(_STOP['signum'])} {where}")
 
 # %% ../nbs/22_runner.ipynb #b0e65595
 class DistributedSync(Callback):
-    "Keep the processes of a distributed run in step: rank 0's start, averaged gradients, BatchNorm statistics, the global loss, one stop."
+    "Keep the processes of a distributed run in step: rank 0's start, averaged gradients, BatchNorm statistics, the global loss."
     order = 45   # after_batch: after ExtraOptimizer (40) recorded its term, before the Recorder (50) reads the loss
     def __init__(self, sync_bn:bool=False): self.sync_bn = sync_bn   # BatchNorm over the global batch (`SyncBatchNorm`)
     def before_fit(self):
@@ -594,9 +605,6 @@ class DistributedSync(Callback):
     def before_batch(self):
         if self.training and self.bn: broadcast_module(self.learn.model, buffers_only=True)   # DDP's broadcast_buffers
     def after_backward(self): sync_grads([p for p, *_ in self.learn.opt.all_params(with_grad=True)])
-    def after_step(self):
-        sig = int(all_max(torch.tensor([_STOP['signum'] or 0], device=self.learn.loss.device)))   # a signal seen by any process
-        if sig and _STOP['signum'] is None: _STOP['signum'] = sig                                  # stops every process after this batch
     def after_batch(self):
         if not self.training: return
         terms = getattr(self.learn.loss_func, 'terms', None)
@@ -854,6 +862,7 @@ def train(method:str, # a registered method: `list(load_methods())`
         status = 'finished'
     except RunInterrupted as e:
         status = 'interrupted'
+        if not is_main(): raise RunInterrupted(e.signum, f"{e.message} (rank {rank()}; rank 0 writes the checkpoint)") from None
         done = (out/'checkpoints'/'last.pt').exists()
         raise RunInterrupted(e.signum, f"{e.message}; " + (f"checkpoint written: resume with `medseg train {method} --resume {out}`"
                              if done else "before the first checkpoint: nothing to resume")) from None
