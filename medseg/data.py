@@ -6,7 +6,7 @@ Docs: https://medseg.github.io/medseg/data.html.md"""
 
 # %% ../nbs/12_data.ipynb #7fa73601
 from __future__ import annotations
-import random
+import random, signal
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +103,9 @@ class SegDataLoader(DataLoader):
     def before_iter(self):
         super().before_iter()
         if hasattr(self.dataset, 'new_epoch'): self.dataset.new_epoch()
+    def wif(self):
+        "In a loader worker process: ignore SIGINT and SIGTERM — the main process stops the run after the batch, and its workers with it."
+        for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)
 
     def get_idxs(self):
         "The item order of this iteration (shuffled from the loader's own random state), less the batches to skip."
