@@ -144,7 +144,9 @@ def _cmd_predict(args):
 
 def _cmd_evaluate(args):
     from medseg.evaluate import evaluate_folder, summarize_evaluation
-    out = Path(args.out) if args.out is not None else Path(args.pred)/'evaluation.csv'
+    from medseg.scans import scan_id
+    p = Path(args.pred)
+    out = Path(args.out) if args.out is not None else p.with_name(scan_id(p) + '_evaluation.csv') if p.is_file() else p/'evaluation.csv'
     df = evaluate_folder(args.pred, args.ref, args.pred_suffix, args.label_suffix, args.labels, args.classes, args.missing, out, args.plot)
     s = summarize_evaluation(df)
     print(f"{df.case.nunique()} case(s), {df['class'].nunique()} class(es): {out} and {Path(args.plot) if args.plot else out.with_suffix('.png')}")
@@ -252,14 +254,14 @@ def build_parser(methods:bool=True, # add `medseg train NAME` for the registered
     pr.add_argument('--quiet', action='store_true', help='no progress bar')
     pr.set_defaults(func=_cmd_predict)
     ev = sub.add_parser('evaluate', help='score predicted masks against reference label maps: Dice, IoU, HD95, ASSD, volumes (a CSV, a summary, a box plot)')
-    ev.add_argument('pred', help='folder of predicted masks (what medseg predict wrote)')
-    ev.add_argument('ref', help='folder of reference label maps')
+    ev.add_argument('pred', help='folder of predicted masks (what medseg predict wrote), or one mask file')
+    ev.add_argument('ref', help='folder of reference label maps, or one label file')
     ev.add_argument('--pred-suffix', default='', help='predictions are ID+SUFFIX.nii(.gz)')
     ev.add_argument('--label-suffix', default='', help='reference maps are ID+SUFFIX.nii(.gz)')
     ev.add_argument('--labels', default=None, help='label values forming one class, e.g. 51,52 (default: every value > 0)')
     ev.add_argument('--classes', default=None, help='several classes, name=values: ventricles=51+52,hippocampus=47+48')
     ev.add_argument('--missing', default='raise', choices=('raise', 'skip'), help='a case with only a prediction or only a label map: raise, or skip it')
-    ev.add_argument('--out', default=None, help='the table, one row per case and class (.csv; default: PRED/evaluation.csv)')
+    ev.add_argument('--out', default=None, help='the table, one row per case and class (.csv; default: PRED/evaluation.csv, or ID_evaluation.csv beside a PRED file)')
     ev.add_argument('--plot', default=None, help='the box plot (.png; default: beside the table)')
     ev.set_defaults(func=_cmd_evaluate)
     if methods: _add_train(sub)

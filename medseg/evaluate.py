@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import load_nifti, check_same_grid, atomic_write, check_output
+from .io import load_nifti, check_same_grid, atomic_write, check_output, reorient
 from .metrics import dice, iou, surface_metrics
-from .scans import find_images, LabelSpec, MISSING
+from .scans import find_images, LabelSpec, MISSING, scan_id, NII_SUFFIXES
 
 # %% auto #0
 __all__ = ['METRICS', 'match_cases', 'evaluate_case', 'evaluate_folder', 'summarize_evaluation', 'plot_evaluation']
@@ -22,14 +22,22 @@ __all__ = ['METRICS', 'match_cases', 'evaluate_case', 'evaluate_folder', 'summar
 # %% ../nbs/23_evaluate.ipynb #3b140b14
 def _is_prob(p:Path)->bool: return re.search(r'_prob(_[^.]+)?\.nii(\.gz)?$', p.name) is not None
 
-def match_cases(pred, # folder of predicted masks
-                ref, # folder of reference label maps
+def match_cases(pred, # folder of predicted masks (or one mask file)
+                ref, # folder of reference label maps (or one label file)
                 pred_suffix:str='', # predictions are {id}{pred_suffix}.nii(.gz)
                 label_suffix:str='', # reference maps are {id}{label_suffix}.nii(.gz)
                 missing:str='raise', # a case with only one of the two: 'raise' an error, or 'skip' it
                )->dict: # id -> (prediction path, label path)
     "Pair predictions and reference label maps by scan id."
     if missing not in ('raise', 'skip'): raise ValueError(f"--missing: {missing!r} is not one of raise, skip")
+    pred, ref = Path(pred), Path(ref)
+    for x, role in ((pred, 'PRED'), (ref, 'REF')):
+        if not x.exists(): raise FileNotFoundError(f"{role} {x}: no such folder or file")
+    files = [x.is_file() for x in (pred, ref)]
+    if any(files):
+        if not all(files) or not all(x.name.endswith(NII_SUFFIXES) for x in (pred, ref)):
+            raise ValueError(f"PRED {pred} and REF {ref}: give two folders, or two NIfTI files (.nii, .nii.gz)")
+        return {scan_id(pred, pred_suffix): (pred, ref)}
     p = {k: v[0] for k, v in find_images(pred, pred_suffix).items() if not _is_prob(v[0])}
     t = {k: v[0] for k, v in find_images(ref, label_suffix).items()}
     only_p, only_t = sorted(set(p) - set(t)), sorted(set(t) - set(p))
@@ -44,17 +52,42 @@ def match_cases(pred, # folder of predicted masks
 # %% ../nbs/23_evaluate.ipynb #14341aaf
 METRICS = ('dice', 'iou', 'hd95', 'hd95_pooled', 'assd', 'pred_ml', 'ref_ml', 'vol_diff_ml')   # the columns per case and class
 
+def _label_map(x, role:str):
+    "A Volume of whole, non-negative, finite label values (a prediction or a reference), or a one-line error naming the file."
+    v = x if not isinstance(x, (str, Path)) else load_nifti(x, keep_nonfinite=True)
+    a, name = np.asarray(v.array), v.path or f'the {role}'
+    if a.dtype.kind == 'f':
+        if not np.isfinite(a).all(): raise ValueError(f"{role} {name} has NaN or infinite voxels: not a label map")
+        frac = a[a != np.round(a)]
+        if frac.size: raise ValueError(f"{role} {name} holds non-whole values (e.g. {float(frac[0]):.3g}): a probability map? "
+                                       "evaluate label maps (the masks `medseg predict` writes)")
+    if a.dtype.kind in 'fi' and (a < 0).any(): raise ValueError(f"{role} {name} holds negative values (e.g. {a.min():g}): not a label map")
+    return v
+
+def _on_grid(p, t):
+    "The prediction `p` on the voxel grid of its reference `t`: as it is, or with its axes reordered/flipped (the same grid)."
+    try: check_same_grid(t, p, roles=('reference', 'prediction')); return p
+    except ValueError as e:
+        q = reorient(p, t.orientation)
+        try: check_same_grid(t, q, roles=('reference', 'prediction')); return q
+        except ValueError: raise ValueError(f"{e}: resample the prediction onto its reference's grid") from None
+
 def evaluate_case(pred, # a predicted mask: a Volume or a NIfTI file (class indices)
                   ref, # its reference label map: a Volume or a NIfTI file (label values)
                   spec:LabelSpec|None=None, # the classes of the reference (default: one class, any value > 0)
                  )->list: # one dict per class: class and the metrics
     "The metrics of one prediction against its reference, class by class, on their common grid."
-    p = pred if not isinstance(pred, (str, Path)) else load_nifti(pred)
-    t = ref if not isinstance(ref, (str, Path)) else load_nifti(ref)
-    try: check_same_grid(t, p)
-    except ValueError as e: raise ValueError(f"prediction {p.path or ''} is not on the grid of its reference: {e}") from None
+    p, t = _label_map(pred, 'prediction'), _label_map(ref, 'reference')
+    p = _on_grid(p, t)
     spec = LabelSpec() if spec is None else spec
     tc, pa = spec.encode(t.array), np.asarray(p.array)
+    top = int(pa.max())
+    if spec.multiclass and top > spec.n_classes:
+        raise ValueError(f"prediction {p.path or ''} holds class {top}, but {spec.n_classes} classes are scored ({', '.join(spec.names)}): "
+                         "give every class the model predicts, in its order (--classes)")
+    if not spec.multiclass and top > 1:
+        warnings.warn(f"a prediction holds several classes (values up to {top}): each value > 0 is scored as the one class "
+                      "(give --classes name=values,... in the model's order to score them apart)")
     vox_ml = float(np.prod(t.spacing))/1000
     rows = []
     for k, name in enumerate(spec.names, start=1):
@@ -68,8 +101,8 @@ def evaluate_case(pred, # a predicted mask: a Volume or a NIfTI file (class indi
     return rows
 
 # %% ../nbs/23_evaluate.ipynb #f9279fb1
-def evaluate_folder(pred, # folder of predicted masks (what `medseg predict` wrote)
-                    ref, # folder of reference label maps
+def evaluate_folder(pred, # folder of predicted masks (what `medseg predict` wrote), or one mask file
+                    ref, # folder of reference label maps, or one label file
                     pred_suffix:str='', # predictions are {id}{pred_suffix}.nii(.gz)
                     label_suffix:str='', # reference maps are {id}{label_suffix}.nii(.gz)
                     labels:str|None=None, # label values forming one class, e.g. 51,52 (as in training; default: any value > 0)
@@ -80,12 +113,15 @@ def evaluate_folder(pred, # folder of predicted masks (what `medseg predict` wro
                    )->pd.DataFrame: # one row per case and class: case, class, the metrics
     "Score a folder of predictions against reference label maps: the Python form of `medseg evaluate`."
     spec = LabelSpec.parse(labels, classes)
+    pairs = match_cases(pred, ref, pred_suffix, label_suffix, missing)
     if out is not None: check_output(out, '--out', suffixes=('.csv',))
     if plot is None and out is not None: plot = Path(out).with_suffix('.png')
     if plot is not None: check_output(plot, '--plot', suffixes=('.png',))
-    pairs = match_cases(pred, ref, pred_suffix, label_suffix, missing)
     rows = [dict(case=cid, **r) for cid, (p, t) in pairs.items() for r in evaluate_case(p, t, spec)]
     df = pd.DataFrame(rows, columns=['case', 'class', *METRICS])
+    for cls, g in df.groupby('class', sort=False):
+        if (g.ref_ml == 0).all():
+            warnings.warn(f"class {cls!r} is in no reference label map: check --labels/--classes against their values (`medseg info --labels REF...`)")
     if out is not None:
         with atomic_write(out) as tmp: df.to_csv(tmp, index=False)
     if plot is not None: plot_evaluation(df, plot)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from .io import (Volume, load_nifti, save_nifti, reorient, to_canonical, to_display, from_display, resample_to,
-                       common_grid, is_constant, check_output)
+                       common_grid, is_constant, check_output, stored_shape)
 from .scans import (fit_slices, spaced_grid, make_preprocess, preprocess_spec, LabelSpec, intensity_profile, check_intensity,
                           read_manifest, NII_SUFFIXES, scan_id)
 from .models import check_device, auto_precision
@@ -167,7 +167,7 @@ def _check_ensemble(items, extras, preprocess):
         if k == 'preprocess' and preprocess is not None: continue
         vals = {rec(e, k) for e in extras}
         if len(vals) > 1:
-            raise ValueError(f"the models of an ensemble must share their {what}: " + '; '.join(f"{Path(str(i)).name}: {rec(e, k)}" for i, e in zip(items, extras)))
+            raise ValueError(f"the models of an ensemble must share their {what}: " + '; '.join(f"{i}: {rec(e, k)}" for i, e in zip(items, extras)))
 
 # %% ../nbs/21_inference.ipynb #3a899a6a
 VIEW_AXES = {'sagittal': 0, 'coronal': 1, 'axial': 2}   # slicing axes of the canonical (RAS) array, by name
@@ -482,7 +482,9 @@ def expand_inputs(inputs, # files, folders, glob patterns or manifests (.csv): o
             out += found
         elif p.suffix.lower() == '.csv' and p.is_file():
             for v in read_manifest(p).values(): out.append((Path(v[0]), Path(v[2])) if len(v) == 4 else Path(v[0]))
-        elif p.is_file(): out.append(p)
+        elif p.is_file():
+            if not p.name.endswith(NII_SUFFIXES): raise ValueError(f"{p}: not a NIfTI image (.nii, .nii.gz) or a manifest (.csv)")
+            out.append(p)
         elif _is_pattern(str(it)):
             found = sorted(Path(f) for f in glob.glob(str(it)) if f.endswith(NII_SUFFIXES) and Path(f).is_file() and scan_id(Path(f)).endswith(suffix))
             if not found: raise FileNotFoundError(f"no NIfTI images match {it!r}")
@@ -503,14 +505,16 @@ def _outputs(items:list, out:Path, probabilities:bool, classes:list)->list:
     if named and not single: raise ValueError(f"-o {out}: several scans need a folder for their masks, not a .nii(.gz) name")
     if not named and out.suffix and not out.is_dir():
         raise ValueError(f"-o {out}: a mask is .nii or .nii.gz, and a folder has no extension")
-    rows, names = [], {}
+    rows, made = [], {}
     for it in items:
         imgs = it if isinstance(it, tuple) else (it,)
         masks = [out] if single else [out/Path(i).name for i in imgs]
-        for i, m in zip(imgs, masks):
-            if m.name in names and not single: raise ValueError(f"two inputs are named {m.name} ({names[m.name]} and {i}): their masks would collide in {out}")
-            names[m.name] = i
         probs = [[m.with_name(_stem(m) + f'_prob{sfx}.nii.gz') for _, sfx in classes] if probabilities else [] for m in masks]
+        for i, m, ps in zip(imgs, masks, probs):
+            for f, what in [(m, 'mask'), *((q, 'probability map') for q in ps)]:
+                k = str(f.resolve())
+                if k in made: raise ValueError(f"-o {out}: the {made[k][1]} of {made[k][0]} and the {what} of {i} would both be {f}: rename one of the scans")
+                made[k] = (i, what)
         rows.append((it, masks, probs))
     return rows
 
@@ -530,6 +534,7 @@ def predict_files(weights, # weights files (several: an ensemble) or models
     from medseg.models import load_model
     wl = list(weights) if isinstance(weights, (list, tuple)) else [weights]
     items = expand_inputs(inputs, image_suffix)
+    if not str(out).strip(): raise ValueError("-o: give a .nii(.gz) file for one scan, or a folder for the masks")
     out = Path(out)
     paired = isinstance(wl[0], (str, Path)) and load_model(wl[0], with_extra=True)[1].get('inputs', 1) == 2
     if paired != any(isinstance(i, tuple) for i in items) or (paired and not all(isinstance(i, tuple) for i in items)):
@@ -555,12 +560,12 @@ def predict_files(weights, # weights files (several: an ensemble) or models
     with ThreadPoolExecutor(1, thread_name_prefix='medseg-write') as writer:
         writes = []
         def write(k, masks, probs, vols, pvols):
-            fg = 0.
-            for m, v in zip(masks, vols):
+            fg, it = 0., plan[k][0]
+            for m, v, i in zip(masks, vols, it if isinstance(it, tuple) else (it,)):
                 v = postprocess(v, keep_largest, fill_holes, min_size)
-                save_nifti(v, m); fg += float((v.array > 0).sum()*np.prod(v.spacing)/1000)
+                save_nifti(v, m, shape=stored_shape(i)); fg += float((v.array > 0).sum()*np.prod(v.spacing)/1000)   # the input's own shape (2D, ...)
             for ps, pv in zip(probs, pvols):
-                for q, p in zip(ps, pv): save_nifti(Volume(p.astype(np.float32), vols[0].affine), q)
+                for q, p in zip(ps, pv): save_nifti(Volume(p.astype(np.float32), vols[0].affine), q, shape=stored_shape(it))
             rows[k].update(status='written', foreground_ml=fg)
         if paired:
             for k in todo:

@@ -19,9 +19,9 @@ from scipy import ndimage
 
 # %% auto #0
 __all__ = ['MAX_VOXELS', 'data_dir', 'Volume', 'check_affine', 'atomic_write', 'same_file', 'check_output_dir', 'check_output',
-           'file_hash', 'allow_nonfinite', 'nonfinite_allowed', 'load_nifti', 'is_constant', 'save_nifti', 'reorient',
-           'to_canonical', 'resample', 'window', 'normalize', 'check_same_grid', 'load_pair', 'resample_to',
-           'common_grid', 'to_display', 'display_slice', 'from_display']
+           'file_hash', 'allow_nonfinite', 'nonfinite_allowed', 'load_nifti', 'is_constant', 'stored_shape',
+           'save_nifti', 'reorient', 'to_canonical', 'resample', 'window', 'normalize', 'check_same_grid', 'load_pair',
+           'resample_to', 'common_grid', 'to_display', 'display_slice', 'from_display']
 
 # %% ../nbs/00_io.ipynb #1b760884
 def data_dir(path:str|Path|None=None, # folder given explicitly; wins over everything else
@@ -243,10 +243,15 @@ def is_constant(a:np.ndarray)->bool:
 # %% ../nbs/00_io.ipynb #45a9bf7a
 def _nii_suffix(path:Path)->str: return '.nii.gz' if path.name.endswith('.nii.gz') else path.suffix
 
+def stored_shape(path:str|Path)->tuple:
+    "The array shape a NIfTI file stores (from its header): 2D, or with trailing 1s, where `load_nifti` gives a 3D volume."
+    return tuple(int(s) for s in nib.load(str(path)).shape)
+
 def save_nifti(vol:Volume|np.ndarray, # volume, or a 3D array with `affine`
                path:str|Path, # destination (.nii or .nii.gz)
                affine:np.ndarray|None=None, # affine when `vol` is a bare array
                dtype=None, # on-disk dtype (default: the array's)
+               shape:tuple|None=None, # on-disk shape, of as many voxels (e.g. a 2D input's, see `stored_shape`); default the volume's
               )->Path:
     "Write `vol` to `path` atomically (temp file + rename), keeping affine and dtype exactly."
     if not isinstance(vol, Volume):
@@ -257,9 +262,10 @@ def save_nifti(vol:Volume|np.ndarray, # volume, or a 3D array with `affine`
     if path.is_dir(): raise ValueError(f"{path} is a folder: cannot write a NIfTI file over it")
     arr = vol.array if dtype is None else vol.array.astype(dtype)
     if arr.dtype == bool: arr = arr.astype(np.uint8)
+    if shape is not None: arr = arr.reshape(shape)
     img = nib.Nifti1Image(arr, vol.affine)
     img.header.set_data_dtype(arr.dtype)
-    img.header.set_qform(vol.affine, code=1); img.header.set_sform(vol.affine, code=1)
+    img.header.set_qform(vol.affine, code=1); img.header.set_sform(vol.affine, code=1); img.header.set_xyzt_units('mm', 'sec')
     img.header.extensions.append(nib.nifti1.Nifti1Extension('comment', (_AFF_TAG + json.dumps(vol.affine.tolist())).encode()))
     with atomic_write(path) as tmp: nib.save(img, tmp)
     return path
@@ -349,16 +355,17 @@ def normalize(x, # one scan (numpy array or torch tensor)
 def check_same_grid(image:Volume, # the image
                     label:Volume, # its label map
                     atol:float=1e-3, # tolerance on affine entries (mm)
+                    roles:tuple=('image', 'label map'), # what the two are, for the message
                    ):
     "Raise a clear error unless `label` lies on the same voxel grid as `image`."
-    ln, im = (label.path or 'the label map'), (image.path.name if image.path is not None else 'its image')
+    ln, im = (label.path or f'the {roles[1]}'), (image.path if image.path is not None else f'its {roles[0]}')
     if image.shape != label.shape:
-        raise ValueError(f"label map {ln} ({' x '.join(map(str, label.shape))}) does not match the grid of its image {im} "
+        raise ValueError(f"{roles[1]} {ln} ({' x '.join(map(str, label.shape))}) does not match the grid of its {roles[0]} {im} "
                          f"({' x '.join(map(str, image.shape))}): they must share one voxel grid")
     if not np.allclose(image.affine, label.affine, atol=atol):
         d = float(np.abs(image.affine - label.affine).max())
-        raise ValueError(f"label map {ln} does not match its image {im}: the affines differ by up to {d:.3g} mm "
-                         f"(image {image.orientation}, label {label.orientation}); they must share one voxel grid")
+        raise ValueError(f"{roles[1]} {ln} does not match its {roles[0]} {im}: the affines differ by up to {d:.3g} mm "
+                         f"({roles[0]} {image.orientation}, {roles[1]} {label.orientation}); they must share one voxel grid")
 
 def load_pair(image_path:str|Path, # image file
               label_path:str|Path, # label file on the same grid

@@ -6,7 +6,7 @@ Docs: https://medseg.github.io/medseg/models.html.md"""
 
 # %% ../nbs/13_models.ipynb #8b97f748
 from __future__ import annotations
-import functools, inspect, pickle
+import functools, inspect, math, pickle
 from pathlib import Path
 
 import torch
@@ -145,7 +145,7 @@ class UNetEncoder(nn.Module):
                  t:int=2, # recurrence steps of the 'r2' block
                 ):
         super().__init__()
-        self.in_ch, self.dim, self.widths = in_ch, _check_dim(dim), _level_widths(None, None, widths=widths)
+        self.in_ch, self.dim, self.widths, self.norm = in_ch, _check_dim(dim), _level_widths(None, None, widths=widths), norm
         chans = (in_ch,) + self.widths
         self.levels = nn.ModuleList([_level_block(block, chans[i], chans[i+1], dim, norm, act, scse, reduction, t)
                                      for i in range(len(self.widths))])
@@ -159,6 +159,9 @@ class UNetEncoder(nn.Module):
     def forward(self, x)->list:
         "List of `depth + 1` features, level i at 1/2**i resolution with widths[i] channels; [-1] is the bottleneck."
         _check_input(x, self.dim, self.in_ch, 'UNetEncoder')
+        if self.norm == 'instance' and math.prod(s >> self.depth for s in x.shape[2:]) < 2:   # instance norm needs 2+ pixels
+            raise ValueError(f"an input of {' x '.join(map(str, x.shape[2:]))} pixels is too small for this network: its {self.depth} "
+                             f"poolings leave one pixel to normalise; give at least {2**(self.depth + 1)} pixels (--size)")
         feats = []
         for i, level in enumerate(self.levels):
             if i: x = self.pool(x)
@@ -682,7 +685,7 @@ def load_model(path:str|Path, # a file written by `save_model`
                              "files written by medseg.models.save_model (medseg train writes them), which run no code when loaded") from None
         raise ValueError(f"{path} is not a readable weights file: truncated, damaged, or not a PyTorch file") from None
     except Exception as e:
-        raise ValueError(f"{path} is not a readable weights file: truncated, damaged, or not a PyTorch file ({_one_line(e)[:120]})") from None
+        raise ValueError(f"{path} is not a readable weights file: truncated, damaged, or not a PyTorch file") from None
     if not isinstance(obj, dict) or not {'class', 'config', 'state_dict'} <= set(obj):
         raise ValueError(f"{path} is not a medseg model file (expected a dict with 'class', 'config', 'state_dict')")
     if obj['class'] not in _REGISTRY: build_model(obj['class'])      # the error naming the registered classes

@@ -95,7 +95,9 @@ def read_manifest(path:str|Path, # a CSV file with a header row
     "Scans listed in a CSV manifest: columns `image` (required), `id`, `label`, `image2`, `label2`; relative paths are relative to the CSV."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"manifest {path} does not exist")
-    with open(path, newline='') as f: rows = list(csv.DictReader(f))
+    try:
+        with open(path, newline='', encoding='utf-8-sig') as f: rows = list(csv.DictReader(f))
+    except UnicodeDecodeError: raise ValueError(f"manifest {path} is not UTF-8 text: save it as a UTF-8 .csv file") from None
     if not rows: raise ValueError(f"manifest {path} lists no scans (a header row, then one row per scan)")
     cols = set(rows[0])
     unknown = sorted(cols - set(MANIFEST_COLUMNS))
