@@ -7,7 +7,6 @@ Docs: https://medseg.github.io/medseg/cache.html.md"""
 # %% ../nbs/18_cache.ipynb #628a6b11
 from __future__ import annotations
 import errno, hashlib, json, os, shutil, sys, time, uuid, warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .io import file_hash, to_display
+from .io import file_hash, to_display, file_lock
 from .distributed import rank, barrier
 from .scans import ScanSet, ScanStore, PairedStore, LabelSpec, preprocess_spec, fit_slices, size2, check_label_spec
 
@@ -271,23 +270,13 @@ def _build(store:ScanStore, size, keep_aspect:bool, tmp:Path, desc:dict, workers
     (tmp/'meta.json').write_text(json.dumps(meta, indent=1))   # written last: a folder without it is not a cache
 
 # %% ../nbs/18_cache.ipynb #040a5503
-@contextmanager
-def _locked(path:Path):
-    "Hold an exclusive lock on `path` (one builder per cache; others wait), where the platform has `fcntl`."
-    try: import fcntl
-    except ImportError: yield; return
-    with open(path, 'a+') as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
-
 _UNWRITABLE = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT, errno.ENOTDIR}   # no cache here: fall back
 
 def _make(store, size, keep_aspect, root:Path, key:str, desc:dict, workers, quiet):
     "Build the cache `key` in `root` unless another process did while this one waited for the lock."
     final = root/f'slices-{key}'
     root.mkdir(parents=True, exist_ok=True)
-    with _locked(root/f'slices-{key}.lock'):
+    with file_lock(root/f'slices-{key}.lock'):   # one builder per cache; others wait
         if (final/'meta.json').is_file(): return               # another process built it while we waited
         for old in root.glob(f'.slices-{key}.tmp-*'): shutil.rmtree(old, ignore_errors=True)   # left by a killed builder
         if final.exists(): shutil.rmtree(final)                # not a finished cache

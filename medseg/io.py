@@ -18,10 +18,10 @@ from nibabel.orientations import io_orientation, axcodes2ornt, ornt_transform, a
 from scipy import ndimage
 
 # %% auto #0
-__all__ = ['MAX_VOXELS', 'data_dir', 'Volume', 'check_affine', 'atomic_write', 'same_file', 'check_output_dir', 'check_output',
-           'file_hash', 'allow_nonfinite', 'nonfinite_allowed', 'load_nifti', 'is_constant', 'stored_shape',
-           'save_nifti', 'reorient', 'to_canonical', 'resample', 'window', 'normalize', 'check_same_grid', 'load_pair',
-           'resample_to', 'common_grid', 'to_display', 'display_slice', 'from_display']
+__all__ = ['MAX_VOXELS', 'data_dir', 'Volume', 'check_affine', 'atomic_write', 'file_lock', 'same_file', 'check_output_dir',
+           'check_output', 'file_hash', 'allow_nonfinite', 'nonfinite_allowed', 'load_nifti', 'is_constant',
+           'stored_shape', 'save_nifti', 'reorient', 'to_canonical', 'resample', 'window', 'normalize',
+           'check_same_grid', 'load_pair', 'resample_to', 'common_grid', 'to_display', 'display_slice', 'from_display']
 
 # %% ../nbs/00_io.ipynb #1b760884
 def data_dir(path:str|Path|None=None, # folder given explicitly; wins over everything else
@@ -108,6 +108,18 @@ def atomic_write(path:str|Path, # the file to (re)write
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+@contextmanager
+def file_lock(path:str|Path, # the lock file (created if missing)
+              wait:bool=True, # wait for the lock; False: `BlockingIOError` at once when another process holds it
+             ):
+    "Hold an exclusive lock on `path` while the block runs: one process at a time (where the platform has `fcntl`)."
+    try: import fcntl
+    except ImportError: yield; return
+    with open(path, 'a+') as f:
+        fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
 
 def same_file(a:str|Path, b:str|Path)->bool:
     "Whether two paths name the same file (resolved paths, or the same file on disk: links count)."

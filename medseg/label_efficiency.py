@@ -110,7 +110,7 @@ def pretrain(method:str, # one of `LE_METHODS`
     name, opts = PRETRAINING[method]
     with tempfile.TemporaryDirectory() as tmp:
         run = train(name, scans, Path(out or tmp)/method, labels=labels, size=size, middle=middle, widths=widths, epochs=epochs,
-                    bs=bs, lr=lr, valid_pct=0, seed=seed, device=pick_device(device), quiet=True, **opts)
+                    bs=bs, lr=lr, valid_pct=0, seed=seed, device=pick_device(device), quiet=True, overwrite=True, **opts)
         init = 'unet' if (run.out/'unet.pt').exists() else 'encoder'
         net = load_model(run.out/f'{init}.pt')
     h = run.history.drop(columns=['stage', 'epoch', 'seconds'])

@@ -8,6 +8,7 @@ Docs: https://medseg.github.io/medseg/runner.html.md"""
 from __future__ import annotations
 import inspect, json, math, os, platform, re, shutil, signal, sys, threading, time, typing, warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, ExitStack
 from functools import partial
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,7 +24,7 @@ from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
 from fastcore.docments import docments
 
-from .io import atomic_write, file_hash, allow_nonfinite, check_output_dir
+from .io import atomic_write, file_hash, allow_nonfinite, check_output_dir, file_lock
 from .scans import as_scans, as_subjects, LabelSpec, preprocess_spec, make_preprocess, canonical, intensity_profile, MISSING
 from .augment import AUGMENTATIONS
 from .data import slice_dls, SegDataLoader
@@ -36,11 +37,11 @@ from .trainer import (finetune_learner, dice_metrics, pick_device, LeanLearner, 
 
 # %% auto #0
 __all__ = ['TRACKERS', 'DATA_KINDS', 'METHODS', 'METHOD_MODULES', 'SEG_LOSSES', 'CHECKPOINT_FORMAT', 'PATH_OPTIONS', 'RESUMABLE',
-           'data_options', 'run_options', 'Option', 'Method', 'register_method', 'method_options', 'get_method',
-           'load_methods', 'Run', 'History', 'save_curves', 'RunContext', 'RunInterrupted', 'request_stop',
-           'save_checkpoint', 'load_checkpoint', 'CheckpointWriter', 'Checkpointer', 'DistributedSync', 'Tracker',
-           'TensorBoardTracker', 'MLflowTracker', 'check_tracker', 'make_trackers', 'resolve_options', 'find_data',
-           'run_inputs', 'read_run', 'train', 'pretrained_file']
+           'RUN_FILES', 'data_options', 'run_options', 'Option', 'Method', 'register_method', 'method_options',
+           'get_method', 'load_methods', 'Run', 'History', 'save_curves', 'RunContext', 'RunInterrupted',
+           'request_stop', 'save_checkpoint', 'load_checkpoint', 'CheckpointWriter', 'Checkpointer', 'DistributedSync',
+           'Tracker', 'TensorBoardTracker', 'MLflowTracker', 'check_tracker', 'make_trackers', 'resolve_options',
+           'find_data', 'run_inputs', 'read_run', 'train', 'pretrained_file']
 
 # %% ../nbs/22_runner.ipynb #fffb3e9c
 def data_options(label_dir:str|None=None, # folder of the label maps (default: the data folder)
@@ -74,6 +75,7 @@ def run_options(seed:int=0, # seed of the split, initialisation, sampling and au
                 workers:int=0, # loader worker processes (the cache makes the main process fast enough for most runs)
                 sync_bn:bool=False, # several processes (torchrun): BatchNorm statistics over the global batch
                 quiet:bool=False, # no progress bar or epoch table
+                overwrite:bool=False, # replace a run already in --out (default: refuse it; --resume continues one)
                ):
     "The options of every run, whatever the method."
 
@@ -701,7 +703,8 @@ def _check_numbers(opts:dict, options:dict):
         lo = min(vals) if vals else 0
         if k == 'epochs' and isinstance(v, tuple):
             if lo < 0 or max(vals) < 1: bad(k, 'epochs per stage must be 0 or more, and one of them positive')
-        elif k in ('epochs', 'bs', 'size', 'max_scans') and lo < 1: bad(k, 'must be at least 1')
+        elif (k in ('epochs', 'bs', 'size', 'max_scans') or k.endswith('_bs')) and lo < 1: bad(k, 'must be at least 1')
+        if k in ('workers', 'seed') and lo < 0: bad(k, 'must be 0 or more')
         if k == 'size' and max(vals) > 4096: bad(k, 'must be at most 4096 pixels')
         if k.endswith('_epochs') and lo < 0: bad(k, 'must be 0 or more')
         if (k in ('lr', 'spacing', 'checkpoint_minutes') or k.endswith('_lr')) and not lo > 0: bad(k, 'must be positive')
@@ -792,6 +795,33 @@ def _install_signals()->dict|None:
 def _restore_signals(old:dict|None):
     for s, h in (old or {}).items(): signal.signal(s, h)
 
+RUN_FILES = ('model.pt', 'encoder.pt', 'unet.pt', 'history.csv', 'curves.png')   # what a run writes beside config.json and its folders
+
+@contextmanager
+def _run_folder(out:Path, fresh:bool, overwrite:bool, method:str):
+    "Hold the run folder (rank 0): refuse one another process is training in, or one holding a run a fresh run would replace."
+    if not is_main(): yield; return
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    lock, held = out/'.medseg.lock', ExitStack()
+    try:
+        try: held.enter_context(file_lock(lock, wait=False))
+        except BlockingIOError:
+            raise ValueError(f"--out {out} is in use: another medseg process is training there; wait for it, or give another --out") from None
+        held.callback(lock.unlink, missing_ok=True)   # runs first, while the lock is held
+        if fresh and (out/'config.json').exists() and not overwrite:
+            try: prev = json.loads((out/'config.json').read_text())
+            except (OSError, ValueError): prev = {}
+            was = f"a run of {prev.get('method', '?')} ({prev.get('status', '?')})" if isinstance(prev, dict) else 'a run'
+            raise ValueError(f"--out {out} already holds {was}: continue it with `medseg train {method} --resume {out}`, "
+                             "replace it with --overwrite, or give another --out")
+        yield
+    finally:
+        held.close()
+        if made:
+            try: out.rmdir()      # a run that wrote nothing leaves nothing behind
+            except OSError: pass
+
 def train(method:str, # a registered method: `list(load_methods())`
           data=None, # the scans: a folder, a manifest (.csv), a Decathlon folder, or (Python) a dict id -> (image, label); resume: as recorded
           out=None, # the run folder (default: ./medseg-METHOD; with `resume`: that folder)
@@ -801,6 +831,7 @@ def train(method:str, # a registered method: `list(load_methods())`
          )->Run:
     "Train a registered method on `data` into the run folder `out` (or continue the run in `resume`): the Python form of `medseg train METHOD`."
     m = get_method(method)
+    if out is not None and not str(out).strip(): raise ValueError("--out: give the run's folder")
     ck, cfg = None, None
     if resume is not None:
         if out is not None and Path(out).resolve() != Path(resume).resolve():
@@ -825,70 +856,72 @@ def train(method:str, # a registered method: `list(load_methods())`
         out = Path(out if out is not None else f'medseg-{method}')
     own_group = launched() and not (dist.is_available() and dist.is_initialized())
     if launched(): opts['device'] = init_distributed(opts.get('device'))   # torchrun / accelerate launch: join the group
-    check_output_dir(out, '--out')                 # before any work: a folder this process can write in
-    check_tracker(opts.get('tracker', 'none'))
-    scans = find_data(m, data, opts)
-    inputs = run_inputs(scans, opts)
-    nonfinite = allow_nonfinite(bool(opts.get('allow_nan')))   # --allow-nan, for every scan the run loads
-    fresh = cfg is None
-    if fresh:
-        cfg = dict(method=method, status='running', data=str(Path(data).resolve()) if isinstance(data, (str, Path)) else None,
-                   data_description=str(data) if isinstance(data, (str, Path)) else f'<{type(data).__name__} of {len(scans)} scans>',
-                   out=str(out.resolve()), options={k: _plain(v) for k, v in opts.items()}, seed=opts['seed'],
-                   device=pick_device(opts.get('device')), versions=_versions(), started=_now(), seconds=0.,
-                   scans=sorted(scans), n_scans=len(scans), inputs=inputs)
-    else:
-        was = {f['path']: f['sha256'] for f in cfg.get('inputs', [])}
-        changed = [f['path'] for f in inputs if f['path'] in was and was[f['path']] != f['sha256']]
-        if changed: warnings.warn(f"{len(changed)} input file(s) changed since the run started ({changed[0]}, ...): "
-                                  "the resumed run will not be the run it continues")
-        cfg.update(status='running', options={k: _plain(v) for k, v in opts.items()}, device=pick_device(opts.get('device')),
-                   resumed=cfg.get('resumed', []) + [dict(at=_now(), stage=ck['stage'] if ck else None, epoch=ck['epoch'] if ck else None)])
-    def on_start(run):   # at the first fit: the method has read and checked its data
-        if not is_main(): return   # rank 0 alone writes the run folder
+    if is_main(): check_output_dir(out, '--out')   # before any work: a folder this process can write in (rank 0 alone writes)
+    with _run_folder(out, cfg is None, bool(opts.get('overwrite')), method):   # this process alone trains in `out`
+        check_tracker(opts.get('tracker', 'none'))
+        scans = find_data(m, data, opts)
+        inputs = run_inputs(scans, opts)
+        nonfinite = allow_nonfinite(bool(opts.get('allow_nan')))   # --allow-nan, for every scan the run loads
+        fresh = cfg is None
         if fresh:
-            for stale in ('checkpoints', 'tensorboard'):    # an earlier run's, in this folder: a new run starts clean
-                if (out/stale).is_dir(): shutil.rmtree(out/stale)
-        out.mkdir(parents=True, exist_ok=True)
-        run.trackers = make_trackers(opts.get('tracker', 'none'), run, cfg, len(ck['history']) if ck else None)
-        _write_config(out, cfg)
-    run = RunContext(m, out, opts, scans, resume=ck, callbacks=callbacks, on_start=on_start)
-    set_seed(opts['seed'])
-    own = set(inspect.signature(m.fn).parameters) - {'run'}
-    old, status, t0 = _install_signals(), 'failed', time.perf_counter()
-    _STOP['signum'] = None
-    try:
-        with nonfinite: m.fn(run, **{k: v for k, v in opts.items() if k in own})
-        status = 'finished'
-    except RunInterrupted as e:
-        status = 'interrupted'
-        if not is_main(): raise RunInterrupted(e.signum, f"{e.message} (rank {rank()}; rank 0 writes the checkpoint)") from None
-        done = (out/'checkpoints'/'last.pt').exists()
-        raise RunInterrupted(e.signum, f"{e.message}; " + (f"checkpoint written: resume with `medseg train {method} --resume {out}`"
-                             if done else "before the first checkpoint: nothing to resume")) from None
-    except TrainingDiverged as e:
-        status = 'diverged'
-        last = out/'checkpoints'/'last.pt'
-        raise TrainingDiverged((getattr(e, 'message', None) or str(e).splitlines()[-1].strip())
-                               + (f"; the last good checkpoint is {last}" if last.exists() else '')) from None
-    finally:
-        _restore_signals(old); _STOP['signum'] = None
-        write_error = None
-        try: run.writer.close()             # every checkpoint on disk
-        except Exception as e: write_error, status = e, 'failed'
-        if run.started and is_main():   # a method that failed before its first fit leaves nothing behind
-            cfg.update(status=status, seconds=round(cfg.get('seconds', 0.) + time.perf_counter() - t0, 3), ended=_now())
-            if run.best: cfg['best'] = run.best
+            cfg = dict(method=method, status='running', data=str(Path(data).resolve()) if isinstance(data, (str, Path)) else None,
+                       data_description=str(data) if isinstance(data, (str, Path)) else f'<{type(data).__name__} of {len(scans)} scans>',
+                       out=str(out.resolve()), options={k: _plain(v) for k, v in opts.items()}, seed=opts['seed'],
+                       device=pick_device(opts.get('device')), versions=_versions(), started=_now(), seconds=0.,
+                       scans=sorted(scans), n_scans=len(scans), inputs=inputs)
+        else:
+            was = {f['path']: f['sha256'] for f in cfg.get('inputs', [])}
+            changed = [f['path'] for f in inputs if f['path'] in was and was[f['path']] != f['sha256']]
+            if changed: warnings.warn(f"{len(changed)} input file(s) changed since the run started ({changed[0]}, ...): "
+                                      "the resumed run will not be the run it continues")
+            cfg.update(status='running', options={k: _plain(v) for k, v in opts.items()}, device=pick_device(opts.get('device')),
+                       resumed=cfg.get('resumed', []) + [dict(at=_now(), stage=ck['stage'] if ck else None, epoch=ck['epoch'] if ck else None)])
+        def on_start(run):   # at the first fit: the method has read and checked its data
+            if not is_main(): return   # rank 0 alone writes the run folder
+            if fresh:
+                for stale in ('checkpoints', 'tensorboard'):    # an earlier run's, in this folder (--overwrite): a new run starts clean
+                    if (out/stale).is_dir(): shutil.rmtree(out/stale)
+                for stale in RUN_FILES: (out/stale).unlink(missing_ok=True)
+            out.mkdir(parents=True, exist_ok=True)
+            run.trackers = make_trackers(opts.get('tracker', 'none'), run, cfg, len(ck['history']) if ck else None)
             _write_config(out, cfg)
-            for t in run.trackers: t.close(status)
-            try: run.save_curves()
-            except Exception as e: warnings.warn(f"curves.png not written: {e}")
-        if write_error is not None: raise OSError(f"a checkpoint could not be written in {run.checkpoints}: {write_error}") from write_error
-    weights = out/'model.pt'
-    main = is_main()
-    if own_group: barrier(); close_distributed()
-    if main and not weights.exists(): raise RuntimeError(f"method {method!r} did not save {weights} (its function must call run.save)")
-    return Run(method, out, weights, run.history, cfg)
+        run = RunContext(m, out, opts, scans, resume=ck, callbacks=callbacks, on_start=on_start)
+        set_seed(opts['seed'])
+        own = set(inspect.signature(m.fn).parameters) - {'run'}
+        old, status, t0 = _install_signals(), 'failed', time.perf_counter()
+        _STOP['signum'] = None
+        try:
+            with nonfinite: m.fn(run, **{k: v for k, v in opts.items() if k in own})
+            status = 'finished'
+        except RunInterrupted as e:
+            status = 'interrupted'
+            if not is_main(): raise RunInterrupted(e.signum, f"{e.message} (rank {rank()}; rank 0 writes the checkpoint)") from None
+            done = (out/'checkpoints'/'last.pt').exists()
+            raise RunInterrupted(e.signum, f"{e.message}; " + (f"checkpoint written: resume with `medseg train {method} --resume {out}`"
+                                 if done else "before the first checkpoint: nothing to resume")) from None
+        except TrainingDiverged as e:
+            status = 'diverged'
+            last = out/'checkpoints'/'last.pt'
+            raise TrainingDiverged((getattr(e, 'message', None) or str(e).splitlines()[-1].strip())
+                                   + (f"; the last good checkpoint is {last}" if last.exists() else '')) from None
+        finally:
+            _restore_signals(old); _STOP['signum'] = None
+            write_error = None
+            try: run.writer.close()             # every checkpoint on disk
+            except Exception as e: write_error, status = e, 'failed'
+            if run.started and is_main():   # a method that failed before its first fit leaves nothing behind
+                cfg.update(status=status, seconds=round(cfg.get('seconds', 0.) + time.perf_counter() - t0, 3), ended=_now())
+                if run.best: cfg['best'] = run.best
+                _write_config(out, cfg)
+                for t in run.trackers: t.close(status)
+                try: run.save_curves()
+                except Exception as e: warnings.warn(f"curves.png not written: {e}")
+            if write_error is not None: raise OSError(f"a checkpoint could not be written in {run.checkpoints}: {write_error}") from write_error
+        weights = out/'model.pt'
+        main = is_main()
+        if own_group: barrier(); close_distributed()
+        if main and not weights.exists(): raise RuntimeError(f"method {method!r} did not save {weights} (its function must call run.save)")
+        return Run(method, out, weights, run.history, cfg)
 
 # %% ../nbs/22_runner.ipynb #087ea820
 def pretrained_file(init:str|Path, # a run folder of a pretraining method, or a weights file

@@ -128,6 +128,7 @@ def read_msd(path:str|Path, # a Medical Segmentation Decathlon folder (with `dat
     try: meta = json.loads(js.read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{js} is not valid JSON: {e}") from None
     if split not in ('training', 'test'): raise ValueError(f"split must be 'training' or 'test', got {split!r}")
+    if not isinstance(meta, dict): raise ValueError(f"{js} is not a Decathlon dataset.json (a JSON object with a {split!r} list)")
     entries = meta.get(split) or []
     if not entries: raise ValueError(f"{js} lists no {split!r} scans")
     out = {}
@@ -168,6 +169,8 @@ def as_scans(scans, # a folder of NIfTI files, a manifest (.csv), an MSD folder 
     "Normalise the ways of naming scans to a dict `{scan id: (image, label or None)}`."
     if missing not in MISSING: raise ValueError(f"missing must be 'raise', 'skip' or 'keep', got {missing!r}")
     if isinstance(scans, (str, Path)) and not Path(scans).exists(): raise FileNotFoundError(f"data {scans} does not exist")
+    if isinstance(scans, (str, Path)) and Path(scans).is_file() and not (str(scans).endswith('.csv') or Path(scans).name == 'dataset.json'):
+        raise ValueError(f"data {scans} is a file: give a folder of scans, a manifest (.csv) or a Decathlon folder (or its dataset.json)")
     if isinstance(scans, (str, Path)) and (str(scans).endswith('.csv') or is_msd(scans)):
         found = read_manifest(scans) if str(scans).endswith('.csv') else read_msd(scans)
         out = {k: v[:2] for k, v in found.items()}
@@ -367,12 +370,14 @@ def label_values(a:np.ndarray, # a label map
     "The distinct values of a label map; an error naming it when they are not integers."
     a = np.asarray(a)
     if a.dtype == bool: return np.unique(a).astype(np.int64)
-    if np.issubdtype(a.dtype, np.integer): return np.unique(a).astype(np.int64)
     u = np.unique(a)
+    if np.issubdtype(a.dtype, np.integer): u = u.astype(np.float64)   # checked below for negative values
     bad = u[~np.isfinite(u) | (u != np.round(u))]
     if len(bad): raise ValueError(f"{name} holds non-integer values (e.g. {bad[:3].tolist()}): a label map must hold integer labels; "
                                   "is it an image or a probability map?")
-    return u.astype(np.int64)
+    u = u.astype(np.int64)
+    if len(u) and u[0] < 0: raise ValueError(f"{name} holds negative values (e.g. {u[0]}): labels are 0 (background) or positive integers")
+    return u
 
 def check_label_spec(spec:LabelSpec, # the classes asked for
                      found:dict, # scan id -> distinct label values of its label map
@@ -565,7 +570,8 @@ class ScanStore(ScanSet):
 
     def _mask(self, label, spec, sid, img:Volume)->Volume:
         "Load a label map on `img`'s grid, check its values, encode its classes."
-        lbl = canonical(label, self.allow_nan)
+        # NaN in a label map is an error below (label_values), --allow-nan or not: it is no label
+        lbl = to_canonical(label) if isinstance(label, Volume) else load_nifti(label, canonical=True, keep_nonfinite=True)
         check_same_grid(img, lbl)
         self._values[sid] = label_values(lbl.array, f"label map {lbl.path or sid}")
         return Volume(spec.encode(lbl.array), lbl.affine, lbl.path)
