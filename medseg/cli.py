@@ -108,13 +108,14 @@ def _cmd_predict(args):
         try: preprocess_spec(args.preprocess)
         except ValueError as e: raise ValueError(f"--preprocess: {e}") from None
     check_device(args.device)
+    if args.output2 is not None and args.image2 is None: raise ValueError("--output2 goes with --image2 (the second scan of a pair)")
     if args.image2 is not None:                               # one pair of scans (a model of `medseg train cooperative`)
         if len(weights) > 1 or len(inputs) > 1: raise ValueError("--image2 segments one pair with one model: give one weights file and one scan")
         image = inputs[0]
         ins = [image, args.image2, *weights]
-        check_output(args.output, '-o', ins)
         if load_model(weights[0], with_extra=True)[1].get('inputs', 1) != 2:
             raise ValueError(f"{weights[0]} segments single scans: --image2 is only for models of `medseg train cooperative`")
+        check_output(args.output, '-o', ins)
         if args.output2 is None: raise ValueError("--output2 is required with --image2: where to write the second mask")
         check_output(args.output2, '--output2', ins + [args.output])
         if Path(args.output2).resolve() == Path(args.output).resolve(): raise ValueError("--output2 and -o name the same file")

@@ -95,6 +95,8 @@ def keep_batch_memory(mmap_mb:int=32, # blocks below this size come from malloc'
     except (OSError, AttributeError, TypeError): return False
 
 # %% ../nbs/12_data.ipynb #80276829
+_STOP_SIGNALS, _END = {signal.SIGINT, signal.SIGTERM}, object()
+
 class SegDataLoader(DataLoader):
     "A fastai `DataLoader` for medseg datasets: starts a new epoch on the dataset; shows batches and results; its state can be saved."
     skip_batches = 0 # batches to skip at the start of the next iteration (resuming in the middle of an epoch)
@@ -103,9 +105,21 @@ class SegDataLoader(DataLoader):
     def before_iter(self):
         super().before_iter()
         if hasattr(self.dataset, 'new_epoch'): self.dataset.new_epoch()
+    def __iter__(self):
+        it = super().__iter__()
+        if not self.fake_l.num_workers: yield from it; return
+        # the workers start with SIGINT/SIGTERM blocked (and ignore them, `wif`): a signal to the whole process group
+        # while they start reaches the main process alone, once it unblocks them
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try: first = next(it, _END)
+        finally: signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if first is _END: return
+        yield first
+        yield from it
     def wif(self):
         "In a loader worker process: ignore SIGINT and SIGTERM — the main process stops the run after the batch, and its workers with it."
-        for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)
+        for s in _STOP_SIGNALS: signal.signal(s, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
     def get_idxs(self):
         "The item order of this iteration (shuffled from the loader's own random state), less the batches to skip."

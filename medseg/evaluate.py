@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import load_nifti, check_same_grid, atomic_write, check_output, reorient
+from .io import load_nifti, check_same_grid, atomic_write, check_output, reorient, description
 from .metrics import dice, iou, surface_metrics
 from .scans import find_images, LabelSpec, MISSING, scan_id, NII_SUFFIXES
 
@@ -80,6 +80,10 @@ def evaluate_case(pred, # a predicted mask: a Volume or a NIfTI file (class indi
     p, t = _label_map(pred, 'prediction'), _label_map(ref, 'reference')
     p = _on_grid(p, t)
     spec = LabelSpec() if spec is None else spec
+    said = LabelSpec.described(description(p.path)) if p.path is not None else None   # the classes `medseg predict` recorded
+    if said and spec.multiclass and sorted(said) == sorted(spec.names) and said != spec.names:   # the same classes, reordered
+        raise ValueError(f"prediction {p.path} holds the classes {', '.join(said)} (values 1..{len(said)}), but --classes names "
+                         f"{', '.join(spec.names)}: give them in the model's order, with their label values")
     tc, pa = spec.encode(t.array), np.asarray(p.array)
     top = int(pa.max())
     if spec.multiclass and top > spec.n_classes:

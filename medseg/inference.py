@@ -23,7 +23,7 @@ from scipy import ndimage
 from .io import (Volume, load_nifti, save_nifti, reorient, to_canonical, to_display, from_display, resample_to,
                        common_grid, is_constant, check_output, stored_shape)
 from .scans import (fit_slices, spaced_grid, make_preprocess, preprocess_spec, LabelSpec, intensity_profile, check_intensity,
-                          read_manifest, NII_SUFFIXES, scan_id)
+                          read_manifest, NII_SUFFIXES, scan_id, is_nifti)
 from .models import check_device, auto_precision
 
 # %% auto #0
@@ -477,7 +477,7 @@ def expand_inputs(inputs, # files, folders, glob patterns or manifests (.csv): o
     for it in items:
         p = Path(it)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.name.endswith(NII_SUFFIXES) and scan_id(f).endswith(suffix))
+            found = sorted(f for f in p.iterdir() if is_nifti(f) and scan_id(f).endswith(suffix))
             if not found: raise FileNotFoundError(f"no NIfTI images named '*{suffix}.nii(.gz)' in {p}")
             out += found
         elif p.suffix.lower() == '.csv' and p.is_file():
@@ -486,7 +486,7 @@ def expand_inputs(inputs, # files, folders, glob patterns or manifests (.csv): o
             if not p.name.endswith(NII_SUFFIXES): raise ValueError(f"{p}: not a NIfTI image (.nii, .nii.gz) or a manifest (.csv)")
             out.append(p)
         elif _is_pattern(str(it)):
-            found = sorted(Path(f) for f in glob.glob(str(it)) if f.endswith(NII_SUFFIXES) and Path(f).is_file() and scan_id(Path(f)).endswith(suffix))
+            found = sorted(Path(f) for f in glob.glob(str(it)) if is_nifti(Path(f)) and scan_id(Path(f)).endswith(suffix))
             if not found: raise FileNotFoundError(f"no NIfTI images match {it!r}")
             out += found
         else: raise FileNotFoundError(f"no such file, folder or manifest: {it}")
@@ -543,12 +543,13 @@ def predict_files(weights, # weights files (several: an ensemble) or models
     if paired:
         if len(wl) > 1 or kwargs.get('tta', 'none') != 'none' or kwargs.get('axes'): raise ValueError("ensembles, --tta and --axes are for one-scan models")
         if probabilities: raise ValueError("--probabilities is for one-scan models")
-        model, extra = load_model(wl[0], with_extra=True); seg = None; classes = [(1, '')]
+        model, extra = load_model(wl[0], with_extra=True); seg = None; classes, names = [(1, '')], None
     else:
         seg = Segmenter(wl, **kwargs)
         if seg.no_preprocess: warnings.warn(f"{wl[0]} records no preprocessing: the scans are used as they are (give --preprocess)")
         spec = LabelSpec.from_dict(seg.extra['labels']) if seg.extra.get('labels') else LabelSpec()
         classes = [(1, '')] if spec.n_classes == 1 else [(k, f'_{n}') for k, n in enumerate(spec.names, start=1)]
+        names = spec.description   # what the values 1..K of a mask mean, in its header
     plan = _outputs(items, out, probabilities, classes)
     inputs_all = [Path(i) for it in items for i in (it if isinstance(it, tuple) else (it,))] + [Path(w) for w in wl if isinstance(w, (str, Path))]
     for _, masks, probs in plan:
@@ -563,7 +564,7 @@ def predict_files(weights, # weights files (several: an ensemble) or models
             fg, it = 0., plan[k][0]
             for m, v, i in zip(masks, vols, it if isinstance(it, tuple) else (it,)):
                 v = postprocess(v, keep_largest, fill_holes, min_size)
-                save_nifti(v, m, shape=stored_shape(i)); fg += float((v.array > 0).sum()*np.prod(v.spacing)/1000)   # the input's own shape (2D, ...)
+                save_nifti(v, m, shape=stored_shape(i), description=names); fg += float((v.array > 0).sum()*np.prod(v.spacing)/1000)   # the input's own shape (2D, ...)
             for ps, pv in zip(probs, pvols):
                 for q, p in zip(ps, pv): save_nifti(Volume(p.astype(np.float32), vols[0].affine), q, shape=stored_shape(it))
             rows[k].update(status='written', foreground_ml=fg)

@@ -20,7 +20,7 @@ from scipy import ndimage
 # %% auto #0
 __all__ = ['MAX_VOXELS', 'data_dir', 'Volume', 'check_affine', 'atomic_write', 'file_lock', 'same_file', 'check_output_dir',
            'check_output', 'file_hash', 'allow_nonfinite', 'nonfinite_allowed', 'load_nifti', 'is_constant',
-           'stored_shape', 'save_nifti', 'reorient', 'to_canonical', 'resample', 'window', 'normalize',
+           'stored_shape', 'description', 'save_nifti', 'reorient', 'to_canonical', 'resample', 'window', 'normalize',
            'check_same_grid', 'load_pair', 'resample_to', 'common_grid', 'to_display', 'display_slice', 'from_display']
 
 # %% ../nbs/00_io.ipynb #1b760884
@@ -259,11 +259,16 @@ def stored_shape(path:str|Path)->tuple:
     "The array shape a NIfTI file stores (from its header): 2D, or with trailing 1s, where `load_nifti` gives a 3D volume."
     return tuple(int(s) for s in nib.load(str(path)).shape)
 
+def description(path:str|Path)->str:
+    "The description a NIfTI file's header holds ('' when none)."
+    return nib.load(str(path)).header['descrip'].item().decode('ascii', 'replace').strip()
+
 def save_nifti(vol:Volume|np.ndarray, # volume, or a 3D array with `affine`
                path:str|Path, # destination (.nii or .nii.gz)
                affine:np.ndarray|None=None, # affine when `vol` is a bare array
                dtype=None, # on-disk dtype (default: the array's)
                shape:tuple|None=None, # on-disk shape, of as many voxels (e.g. a 2D input's, see `stored_shape`); default the volume's
+               description:str|None=None, # the header's description (79 characters at most), e.g. what the labels mean
               )->Path:
     "Write `vol` to `path` atomically (temp file + rename), keeping affine and dtype exactly."
     if not isinstance(vol, Volume):
@@ -278,6 +283,7 @@ def save_nifti(vol:Volume|np.ndarray, # volume, or a 3D array with `affine`
     img = nib.Nifti1Image(arr, vol.affine)
     img.header.set_data_dtype(arr.dtype)
     img.header.set_qform(vol.affine, code=1); img.header.set_sform(vol.affine, code=1); img.header.set_xyzt_units('mm', 'sec')
+    if description is not None: img.header['descrip'] = description[:79].encode('ascii', 'replace')
     img.header.extensions.append(nib.nifti1.Nifti1Extension('comment', (_AFF_TAG + json.dumps(vol.affine.tolist())).encode()))
     with atomic_write(path) as tmp: nib.save(img, tmp)
     return path

@@ -18,10 +18,10 @@ from .io import (Volume, load_nifti, to_canonical, resample_to, common_grid, win
                        to_display, is_constant, nonfinite_allowed)
 
 # %% auto #0
-__all__ = ['NII_SUFFIXES', 'MISSING', 'MANIFEST_COLUMNS', 'PREPROCESS', 'scan_id', 'find_images', 'find_pairs', 'read_manifest',
-           'read_msd', 'msd_classes', 'is_msd', 'as_scans', 'as_subjects', 'ct_window', 'mr_minmax', 'zscore',
-           'as_float', 'preprocess_spec', 'make_preprocess', 'intensity_profile', 'check_intensity', 'LabelSpec',
-           'label_values', 'check_label_spec', 'canonical', 'slice_table', 'keep_middle', 'keep_labelled',
+__all__ = ['NII_SUFFIXES', 'MISSING', 'MANIFEST_COLUMNS', 'PREPROCESS', 'scan_id', 'is_nifti', 'find_images', 'find_pairs',
+           'read_manifest', 'read_msd', 'msd_classes', 'is_msd', 'as_scans', 'as_subjects', 'ct_window', 'mr_minmax',
+           'zscore', 'as_float', 'preprocess_spec', 'make_preprocess', 'intensity_profile', 'check_intensity',
+           'LabelSpec', 'label_values', 'check_label_spec', 'canonical', 'slice_table', 'keep_middle', 'keep_labelled',
            'select_slices', 'size2', 'fit_slices', 'spaced_grid', 'spaced_slices', 'ScanSet', 'ScanStore',
            'PairedStore', 'split_scans']
 
@@ -37,13 +37,17 @@ def scan_id(path:str|Path, # a NIfTI file name or path
         if name.endswith(e): name = name[:-len(e)]; break
     return name[:-len(suffix)] if suffix and name.endswith(suffix) else name
 
+def is_nifti(p:Path)->bool:
+    "A NIfTI file a folder listing takes: named .nii(.gz), a file, not hidden (macOS's `._name.nii.gz` copies are not scans)."
+    return p.name.endswith(NII_SUFFIXES) and not p.name.startswith('.') and p.is_file()
+
 def find_images(folder:str|Path, # folder of NIfTI images
                 suffix:str='', # only files whose id ends with this; it is dropped from the scan id
                )->dict: # scan id -> (image path, None)
     "Unlabelled scans: every `*{suffix}.nii(.gz)` image in `folder`."
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f"image folder {folder} does not exist")
-    imgs = sorted(p for p in folder.iterdir() if p.name.endswith(NII_SUFFIXES) and scan_id(p).endswith(suffix))
+    imgs = sorted(p for p in folder.iterdir() if is_nifti(p) and scan_id(p).endswith(suffix))
     if not imgs: raise FileNotFoundError(f"no NIfTI images named '*{suffix}.nii(.gz)' in {folder}")
     out = {}
     for p in imgs:
@@ -295,6 +299,8 @@ def _ints(v, what):
     if not vals: raise ValueError(f"{what}: no label values given")
     return tuple(sorted(set(vals)))
 
+_CLASSES_TAG = 'medseg classes: '   # a predicted mask's header: what its values mean
+
 class LabelSpec:
     "What a label map means: named classes, each the union of some label values (one class by default: any value > 0)."
     def __init__(self, classes:dict|None=None, # class name -> label values; None: one class, any value > 0
@@ -342,6 +348,14 @@ class LabelSpec:
     def out_channels(self)->int:
         "Segmenter outputs: 1 (sigmoid) for one class, else one per class plus background (softmax)."
         return 1 if self.n_classes == 1 else self.n_classes + 1
+    @property
+    def description(self)->str|None:
+        "What the values 1..K of a predicted mask mean, for its header: `medseg classes: a,b` (None for one class)."
+        return _CLASSES_TAG + ','.join(self.names) if self.multiclass else None
+    @staticmethod
+    def described(text:str)->tuple|None:
+        "The class names a mask's header description records (None when it records none)."
+        return tuple(text[len(_CLASSES_TAG):].split(',')) if text.startswith(_CLASSES_TAG) else None
     @property
     def values(self)->tuple|None:
         "Every label value asked for (None: any value > 0)."
