@@ -14,7 +14,7 @@ import pandas as pd
 
 from .io import load_nifti, check_same_grid, atomic_write, check_output, reorient, description
 from .metrics import dice, iou, surface_metrics
-from .scans import find_images, LabelSpec, MISSING, scan_id, NII_SUFFIXES
+from .scans import find_images, LabelSpec, MISSING, scan_id, is_nifti, label_values
 
 # %% auto #0
 __all__ = ['METRICS', 'match_cases', 'evaluate_case', 'evaluate_folder', 'summarize_evaluation', 'plot_evaluation']
@@ -35,7 +35,7 @@ def match_cases(pred, # folder of predicted masks (or one mask file)
         if not x.exists(): raise FileNotFoundError(f"{role} {x}: no such folder or file")
     files = [x.is_file() for x in (pred, ref)]
     if any(files):
-        if not all(files) or not all(x.name.endswith(NII_SUFFIXES) for x in (pred, ref)):
+        if not all(is_nifti(x) for x in (pred, ref)):
             raise ValueError(f"PRED {pred} and REF {ref}: give two folders, or two NIfTI files (.nii, .nii.gz)")
         return {scan_id(pred, pred_suffix): (pred, ref)}
     p = {k: v[0] for k, v in find_images(pred, pred_suffix).items() if not _is_prob(v[0])}
@@ -52,17 +52,10 @@ def match_cases(pred, # folder of predicted masks (or one mask file)
 # %% ../nbs/23_evaluate.ipynb #14341aaf
 METRICS = ('dice', 'iou', 'hd95', 'hd95_pooled', 'assd', 'pred_ml', 'ref_ml', 'vol_diff_ml')   # the columns per case and class
 
-def _label_map(x, role:str):
-    "A Volume of whole, non-negative, finite label values (a prediction or a reference), or a one-line error naming the file."
+def _label_map(x, role:str)->tuple:
+    "A prediction or a reference and its label values (`medseg.scans.label_values`: an error naming it unless they are integers >= 0)."
     v = x if not isinstance(x, (str, Path)) else load_nifti(x, keep_nonfinite=True)
-    a, name = np.asarray(v.array), v.path or f'the {role}'
-    if a.dtype.kind == 'f':
-        if not np.isfinite(a).all(): raise ValueError(f"{role} {name} has NaN or infinite voxels: not a label map")
-        frac = a[a != np.round(a)]
-        if frac.size: raise ValueError(f"{role} {name} holds non-whole values (e.g. {float(frac[0]):.3g}): a probability map? "
-                                       "evaluate label maps (the masks `medseg predict` writes)")
-    if a.dtype.kind in 'fi' and (a < 0).any(): raise ValueError(f"{role} {name} holds negative values (e.g. {a.min():g}): not a label map")
-    return v
+    return v, label_values(v.array, f"{role} {v.path or ''}")
 
 def _on_grid(p, t):
     "The prediction `p` on the voxel grid of its reference `t`: as it is, or with its axes reordered/flipped (the same grid)."
@@ -77,7 +70,7 @@ def evaluate_case(pred, # a predicted mask: a Volume or a NIfTI file (class indi
                   spec:LabelSpec|None=None, # the classes of the reference (default: one class, any value > 0)
                  )->list: # one dict per class: class and the metrics
     "The metrics of one prediction against its reference, class by class, on their common grid."
-    p, t = _label_map(pred, 'prediction'), _label_map(ref, 'reference')
+    (p, pvals), (t, _) = _label_map(pred, 'prediction'), _label_map(ref, 'reference')
     p = _on_grid(p, t)
     spec = LabelSpec() if spec is None else spec
     said = LabelSpec.described(description(p.path)) if p.path is not None else None   # the classes `medseg predict` recorded
@@ -85,7 +78,7 @@ def evaluate_case(pred, # a predicted mask: a Volume or a NIfTI file (class indi
         raise ValueError(f"prediction {p.path} holds the classes {', '.join(said)} (values 1..{len(said)}), but --classes names "
                          f"{', '.join(spec.names)}: give them in the model's order, with their label values")
     tc, pa = spec.encode(t.array), np.asarray(p.array)
-    top = int(pa.max())
+    top = int(pvals[-1])
     if spec.multiclass and top > spec.n_classes:
         raise ValueError(f"prediction {p.path or ''} holds class {top}, but {spec.n_classes} classes are scored ({', '.join(spec.names)}): "
                          "give every class the model predicts, in its order (--classes)")

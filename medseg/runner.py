@@ -857,12 +857,12 @@ def train(method:str, # a registered method: `list(load_methods())`
     own_group = launched() and not (dist.is_available() and dist.is_initialized())
     if launched(): opts['device'] = init_distributed(opts.get('device'))   # torchrun / accelerate launch: join the group
     if is_main(): check_output_dir(out, '--out')   # before any work: a folder this process can write in (rank 0 alone writes)
-    with _run_folder(out, cfg is None, bool(opts.get('overwrite')), method):   # this process alone trains in `out`
+    fresh = cfg is None
+    with _run_folder(out, fresh, bool(opts.get('overwrite')), method):   # this process alone trains in `out`
         check_tracker(opts.get('tracker', 'none'))
         scans = find_data(m, data, opts)
         inputs = run_inputs(scans, opts)
         nonfinite = allow_nonfinite(bool(opts.get('allow_nan')))   # --allow-nan, for every scan the run loads
-        fresh = cfg is None
         if fresh:
             cfg = dict(method=method, status='running', data=str(Path(data).resolve()) if isinstance(data, (str, Path)) else None,
                        data_description=str(data) if isinstance(data, (str, Path)) else f'<{type(data).__name__} of {len(scans)} scans>',

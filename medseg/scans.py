@@ -383,12 +383,11 @@ def label_values(a:np.ndarray, # a label map
                 )->np.ndarray: # its distinct values, as int64
     "The distinct values of a label map; an error naming it when they are not integers."
     a = np.asarray(a)
-    if a.dtype == bool: return np.unique(a).astype(np.int64)
     u = np.unique(a)
-    if np.issubdtype(a.dtype, np.integer): u = u.astype(np.float64)   # checked below for negative values
-    bad = u[~np.isfinite(u) | (u != np.round(u))]
-    if len(bad): raise ValueError(f"{name} holds non-integer values (e.g. {bad[:3].tolist()}): a label map must hold integer labels; "
-                                  "is it an image or a probability map?")
+    if a.dtype.kind == 'f':
+        bad = u[~np.isfinite(u) | (u != np.round(u))]
+        if len(bad): raise ValueError(f"{name} holds non-integer values (e.g. {bad[:3].tolist()}): a label map must hold integer labels; "
+                                      "is it an image or a probability map?")
     u = u.astype(np.int64)
     if len(u) and u[0] < 0: raise ValueError(f"{name} holds negative values (e.g. {u[0]}): labels are 0 (background) or positive integers")
     return u
