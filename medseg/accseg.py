@@ -226,7 +226,7 @@ def mr_slices(vol, # an MR Volume (any orientation)
     return np.asarray(spaced_slices(vol.with_array(mr_minmax(vol.array.astype(np.float32))), spacing, size), dtype=np.float32)
 
 # %% ../nbs/31_accseg.ipynb #67053bbd
-@register_method('accseg', data='labelled', choices=dict(sizes=('cpu', 'paper'), seg=SEGMENTERS, gan_mode=GAN_MODES),
+@register_method('accseg', data='labelled', choices=dict(sizes=('cpu', 'paper'), seg=SEGMENTERS, gan_mode=GAN_MODES, weights=TERMS + ('ac',)),
                  defaults=dict(preprocess='ct'))
 def train_accseg(run, # the run (given by the runner); its data are the labelled source scans
                  target:str|None=None, # the target-modality images (no labels needed): a folder or a manifest

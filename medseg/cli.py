@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import nibabel as nib
 
-from .io import load_nifti, Volume, check_output, is_constant
+from .io import load_nifti, Volume, check_output, is_constant, nifti_suffix
 
 # %% auto #0
 __all__ = ['scan_info', 'format_info', 'build_parser', 'main']
@@ -137,7 +137,7 @@ def _cmd_predict(args):
                         tta=args.tta, device=args.device, bs=args.bs, allow_nan=args.allow_nan,
                         **{'precision': args.precision, 'channels_last': args.channels_last, 'compile': args.compile, **fast})
     done, skipped = int((res.status == 'written').sum()), int((res.status == 'skipped').sum())
-    if len(res) == 1 and Path(args.output).name.endswith(('.nii', '.nii.gz')):
+    if len(res) == 1 and nifti_suffix(args.output):
         print(f"mask written to {res.output[0]}" if done else f"{res.output[0]} exists: skipped (--overwrite to predict again)")
     else:
         print(f"{done} mask(s) written to {args.output}" + (f"; {skipped} skipped: already there (--overwrite to predict again)" if skipped else ''))
@@ -202,6 +202,7 @@ def _add_train(sub):
         for o in m.options().values():
             kw = dict(dest=o.name, default=argparse.SUPPRESS, help=_help(o))
             if o.type is bool: kw['action'] = 'store_true' if o.name.startswith('no_') else argparse.BooleanOptionalAction   # --no-cache alone
+            elif o.type is dict and o.choices: kw['metavar'] = ','.join(f'{c}=W' for c in o.choices)
             else: kw['metavar'] = '{' + ','.join(map(str, o.choices)) + '}' if o.choices else _METAVARS.get(o.type, 'TEXT')
             groups[o.group].add_argument(o.flag, **kw)
         p.set_defaults(func=_cmd_train)

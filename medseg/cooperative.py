@@ -253,7 +253,8 @@ def evaluate_pairs(model:CoopNet, # trained networks
                              plain_pred=rp.plain, ds_pred=rp.dice, plain_gt=rg.plain, ds_gt=rg.dice, ds_diff=rp.dice - rg.dice))
 
 # %% ../nbs/32_cooperative.ipynb #88ecb395
-@register_method('cooperative', data='paired', choices=dict(transform=('elastic', 'translation'), fov=('intersection', 'union')),
+@register_method('cooperative', data='paired', choices=dict(transform=('elastic', 'translation'), fov=('intersection', 'union'),
+                                                                 lambdas=tuple(DEFAULT_LAMBDAS)),
                  defaults=dict(image_suffix='_t1', label_suffix='_t1_label', valid_pct=0.))
 def train_cooperative(run, # the run (given by the runner); its data are pairs of scans
                       epochs:tuple=(10, 10, 10), # epochs of the stages: segmentor (L_r), registor on true masks (L_g), both (all terms)

@@ -20,10 +20,10 @@ from torch import nn
 import torch.nn.functional as F
 from scipy import ndimage
 
-from .io import (Volume, load_nifti, save_nifti, reorient, to_canonical, to_display, from_display, resample_to,
+from .io import (Volume, load_nifti, nifti_suffix, save_nifti, reorient, to_canonical, to_display, from_display, resample_to,
                        common_grid, is_constant, check_output, stored_shape)
 from .scans import (fit_slices, spaced_grid, make_preprocess, preprocess_spec, LabelSpec, intensity_profile, check_intensity,
-                          read_manifest, NII_SUFFIXES, scan_id, is_nifti)
+                          read_manifest, scan_id, is_nifti)
 from .models import check_device, auto_precision
 
 # %% auto #0
@@ -483,7 +483,7 @@ def expand_inputs(inputs, # files, folders, glob patterns or manifests (.csv): o
         elif p.suffix.lower() == '.csv' and p.is_file():
             for v in read_manifest(p).values(): out.append((Path(v[0]), Path(v[2])) if len(v) == 4 else Path(v[0]))
         elif p.is_file():
-            if not p.name.endswith(NII_SUFFIXES): raise ValueError(f"{p}: not a NIfTI image (.nii, .nii.gz) or a manifest (.csv)")
+            if not nifti_suffix(p): raise ValueError(f"{p}: not a NIfTI image (.nii, .nii.gz) or a manifest (.csv)")
             out.append(p)
         elif _is_pattern(str(it)):
             found = sorted(Path(f) for f in glob.glob(str(it)) if is_nifti(Path(f)) and scan_id(Path(f)).endswith(suffix))
@@ -496,11 +496,11 @@ def expand_inputs(inputs, # files, folders, glob patterns or manifests (.csv): o
         if k not in seen: seen.add(k); uniq.append(x)
     return uniq
 
-def _stem(p:Path)->str: return p.name[:-7] if p.name.endswith('.nii.gz') else p.stem
+def _stem(p:Path)->str: return p.name[:len(p.name) - len(nifti_suffix(p))] if nifti_suffix(p) else p.stem
 
 def _outputs(items:list, out:Path, probabilities:bool, classes:list)->list:
     "Where each input's mask (and probabilities) go: the file `out` for one input named .nii(.gz), else `out/<input name>`."
-    named = out.name.endswith(NII_SUFFIXES)
+    named = bool(nifti_suffix(out))
     single = len(items) == 1 and not isinstance(items[0], tuple) and named
     if named and not single: raise ValueError(f"-o {out}: several scans need a folder for their masks, not a .nii(.gz) name")
     if not named and out.suffix and not out.is_dir():

@@ -20,8 +20,9 @@ from scipy import ndimage
 # %% auto #0
 __all__ = ['MAX_VOXELS', 'data_dir', 'Volume', 'check_affine', 'atomic_write', 'file_lock', 'same_file', 'check_output_dir',
            'check_output', 'file_hash', 'allow_nonfinite', 'nonfinite_allowed', 'load_nifti', 'is_constant',
-           'stored_shape', 'description', 'save_nifti', 'reorient', 'to_canonical', 'resample', 'window', 'normalize',
-           'check_same_grid', 'load_pair', 'resample_to', 'common_grid', 'to_display', 'display_slice', 'from_display']
+           'nifti_suffix', 'stored_shape', 'description', 'save_nifti', 'reorient', 'to_canonical', 'resample',
+           'window', 'normalize', 'check_same_grid', 'load_pair', 'resample_to', 'common_grid', 'to_display',
+           'display_slice', 'from_display']
 
 # %% ../nbs/00_io.ipynb #1b760884
 def data_dir(path:str|Path|None=None, # folder given explicitly; wins over everything else
@@ -149,7 +150,7 @@ def check_output(path:str|Path, # a file a command will write
                 )->Path:
     "Fail now unless `path` can be written: a proper name, not a folder, not an input, in a writable folder."
     path = Path(path)
-    if suffixes and not any(path.name.endswith(s) for s in suffixes):
+    if suffixes and not any(path.name.lower().endswith(s.lower()) for s in suffixes):
         raise ValueError(f"{flag} {path}: the name must end with {' or '.join(suffixes)}")
     if path.is_dir(): raise ValueError(f"{flag} {path} is a folder: give a file name")
     for i in inputs:
@@ -253,7 +254,10 @@ def is_constant(a:np.ndarray)->bool:
     return a.size == 0 or a.min() == a.max()
 
 # %% ../nbs/00_io.ipynb #45a9bf7a
-def _nii_suffix(path:Path)->str: return '.nii.gz' if path.name.endswith('.nii.gz') else path.suffix
+def nifti_suffix(path:str|Path)->str:
+    "The NIfTI extension of a file name as it is written, '.nii.gz' or '.nii' in any case ('.NII.GZ' too), or '' for another name."
+    name = Path(path).name
+    return next((name[-len(e):] for e in ('.nii.gz', '.nii') if name.lower().endswith(e)), '')
 
 def stored_shape(path:str|Path)->tuple:
     "The array shape a NIfTI file stores (from its header): 2D, or with trailing 1s, where `load_nifti` gives a 3D volume."
@@ -275,7 +279,7 @@ def save_nifti(vol:Volume|np.ndarray, # volume, or a 3D array with `affine`
         if affine is None: raise ValueError("saving a bare array needs an affine")
         vol = Volume(vol, affine)
     path = Path(path)
-    if _nii_suffix(path) not in ('.nii', '.nii.gz'): raise ValueError(f"{path.name}: expected a .nii or .nii.gz name")
+    if not nifti_suffix(path): raise ValueError(f"{path.name}: expected a .nii or .nii.gz name")
     if path.is_dir(): raise ValueError(f"{path} is a folder: cannot write a NIfTI file over it")
     arr = vol.array if dtype is None else vol.array.astype(dtype)
     if arr.dtype == bool: arr = arr.astype(np.uint8)

@@ -25,7 +25,7 @@ from fastai.torch_core import set_seed
 from fastcore.docments import docments
 
 from .io import atomic_write, file_hash, allow_nonfinite, check_output_dir, file_lock
-from .scans import as_scans, as_subjects, LabelSpec, preprocess_spec, make_preprocess, canonical, intensity_profile, MISSING
+from .scans import as_scans, as_subjects, LabelSpec, preprocess_spec, make_preprocess, canonical, intensity_profile, MISSING, is_nifti
 from .augment import AUGMENTATIONS
 from .data import slice_dls, SegDataLoader
 from .models import save_model, load_model, contrastive_encoder, UNetEncoder, UNet, PAPER_WIDTHS, check_device
@@ -117,7 +117,12 @@ class Option:
         if v is None: return None
         try: out = _convert(v, self.type, self.default)
         except (TypeError, ValueError) as e: raise ValueError(f"{self.flag}: {e}") from None
-        if self.choices is not None and out not in self.choices:
+        if isinstance(out, dict):   # named weights: known names, none negative
+            bad = sorted(set(out) - set(self.choices or out))
+            if bad: raise ValueError(f"{self.flag}: unknown name(s) {', '.join(bad)}; the names are {', '.join(self.choices)}")
+            neg = [f'{k}={v:g}' for k, v in out.items() if v < 0]
+            if neg: raise ValueError(f"{self.flag}: weights must be 0 or more (0 switches a term off), got {', '.join(neg)}")
+        elif self.choices is not None and out not in self.choices:
             raise ValueError(f"{self.flag}: {out!r} is not one of {', '.join(map(str, self.choices))}")
         return out
 
@@ -712,6 +717,10 @@ def _check_numbers(opts:dict, options:dict):
             bad(k, 'must be below 1: every method trains with Adam, whose steps move each weight by about the learning rate (typical: 1e-4 to 1e-2)')
         if k == 'valid_pct' and not 0 <= v < 1: bad(k, 'must be in [0, 1)')
         if k == 'middle' and not 0 < v <= 1: bad(k, 'must be in (0, 1]')
+        if k in ('widths', 'seg_width', 'grid') and lo < 1: bad(k, 'must be at least 1')
+        if k in ('mu', 'nu', 'alpha', 'sigma') and lo < 0: bad(k, 'must be 0 or more')
+        if k == 'tau' and not lo > 0: bad(k, 'must be positive')
+        if k == 'frac' and not 0 < v <= 1: bad(k, 'must be in (0, 1]')
 
 def resolve_options(method:str, # a registered method
                     options:dict, # given options (Python values or command-line strings); the rest get defaults
@@ -748,7 +757,7 @@ RESUMABLE = ('device', 'quiet', 'checkpoint_minutes')   # the options a resumed 
 
 def _nifti_files(p:Path)->list:
     if p.is_file(): return [p]
-    return sorted(f for f in p.iterdir() if f.is_file() and (f.name.endswith('.nii') or f.name.endswith('.nii.gz'))) if p.is_dir() else []
+    return sorted(f for f in p.iterdir() if is_nifti(f)) if p.is_dir() else []
 
 def run_inputs(scans:dict, # the run's scans (id -> images and labels)
                options:dict, # its options (files named by `PATH_OPTIONS` count too)

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .io import (Volume, load_nifti, to_canonical, resample_to, common_grid, window, normalize, check_same_grid,
+from .io import (Volume, load_nifti, nifti_suffix, to_canonical, resample_to, common_grid, window, normalize, check_same_grid,
                        to_display, is_constant, nonfinite_allowed)
 
 # %% auto #0
@@ -33,13 +33,12 @@ def scan_id(path:str|Path, # a NIfTI file name or path
            )->str:
     "The scan id of a NIfTI file: its name without `.nii(.gz)` and without a trailing `suffix`."
     name = Path(path).name
-    for e in NII_SUFFIXES:
-        if name.endswith(e): name = name[:-len(e)]; break
+    name = name[:len(name) - len(nifti_suffix(name))]
     return name[:-len(suffix)] if suffix and name.endswith(suffix) else name
 
 def is_nifti(p:Path)->bool:
-    "A NIfTI file a folder listing takes: named .nii(.gz), a file, not hidden (macOS's `._name.nii.gz` copies are not scans)."
-    return p.name.endswith(NII_SUFFIXES) and not p.name.startswith('.') and p.is_file()
+    "A NIfTI file a folder listing takes: named .nii(.gz) in any case, a file, not hidden (macOS's `._name.nii.gz` copies are not scans)."
+    return bool(nifti_suffix(p)) and not p.name.startswith('.') and p.is_file()
 
 def find_images(folder:str|Path, # folder of NIfTI images
                 suffix:str='', # only files whose id ends with this; it is dropped from the scan id
@@ -73,7 +72,7 @@ def find_pairs(image_dir:str|Path, # folder of images
         imgs = {k: v for k, v in imgs.items() if not scan_id(v[0]).endswith(label_suffix)}
     out, lost = {}, []
     for sid, (img, _) in imgs.items():
-        cands = [label_dir/f'{sid}{label_suffix}{e}' for e in NII_SUFFIXES]
+        cands = [label_dir/f'{sid}{label_suffix}{e}' for e in NII_SUFFIXES + tuple(e.upper() for e in NII_SUFFIXES)]
         lbl = next((c for c in cands if c.exists()), None)
         if lbl is None and missing == 'raise': lost.append(f"{sid} (expected {cands[0]})")
         if lbl is None and missing == 'skip': continue
