@@ -29,7 +29,7 @@ from .runner import register_method
 # %% auto #0
 __all__ = ['RULES', 'polycl_encoder', 'POLYCL_CT', 'organ_flags', 'with_organ_flags', 'PolyCLSampler', 'polycl_dls',
            'polycl_loss', 'PolyCLLoss', 'NTXentLoss', 'ContrastiveNet', 'EmbeddingSim', 'polycl_learner',
-           'simclr_learner', 'triplet_sims', 'TwoViewDataset', 'simclr_dls', 'train_polycl']
+           'simclr_learner', 'triplet_sims', 'TwoViewDataset', 'simclr_dls', 'check_polycl_options', 'train_polycl']
 
 # %% ../nbs/33_polycl.ipynb #2824a7be
 def _label_volume(label):
@@ -374,8 +374,12 @@ def simclr_dls(scans, # {id: image or (image, label)}, a list of images, or a fo
 POLYCL_CT = dict(preprocess='ct', size=256, middle=0.3)   # window 400/40 HU -> [0, 1], 256x256, middle 30% of the slices
 
 # %% ../nbs/33_polycl.ipynb #4403bb17
+def check_polycl_options(o:dict):
+    "Options of `medseg train polycl` that must go together: SimCLR's negatives are the other images of its batch."
+    if o['rule'] == 'simclr' and o['bs'] < 2: raise ValueError("--bs 1: --rule simclr needs --bs 2 or more (the other images of a batch are the negatives)")
+
 @register_method('polycl', data='optional-labels', choices=dict(rule=('organ', 'scan', 'both', 'simclr')),
-                 defaults=dict(middle=0.3, missing='keep'))
+                 defaults=dict(middle=0.3, missing='keep'), check=check_polycl_options)
 def train_polycl(run, # the run (given by the runner)
                  rule:str='organ', # example selection: organ (PolyCL-O), scan (PolyCL-S), both, or simclr (the baseline)
                  epochs:int=20, # pretraining epochs

@@ -179,6 +179,7 @@ class Method:
     data: str = 'labelled' # which data it takes: 'labelled', 'optional-labels', 'images' or 'paired'
     choices: dict = field(default_factory=dict) # option -> allowed values
     defaults: dict = field(default_factory=dict) # new defaults of the shared data and run options
+    check: Callable|None = None # check(options): raise ValueError, naming the flags, when the options do not go together
 
     def options(self)->dict:
         "Every option of the method, by name: its data options, its own, and the run options."
@@ -198,11 +199,12 @@ def register_method(name:str, # the name of `medseg train NAME`
                     help:str|None=None, # one line for `medseg train --help` (default: the docstring)
                     choices:dict|None=None, # allowed values of some options
                     defaults:dict|None=None, # other defaults for the shared data/run options, e.g. {'preprocess': 'ct'}
+                    check:Callable|None=None, # check(options) for options that must go together, called before any work
                    ):
     "Decorator: register `fn(run, **options)` as a training method; returns `train_NAME(data, out, resume=None, **options) -> Run`."
     if data not in DATA_KINDS: raise ValueError(f"data must be one of {list(DATA_KINDS)}, got {data!r}")
     def deco(fn):
-        m = Method(name, fn, help or (fn.__doc__ or '').strip(), data, dict(choices or {}), dict(defaults or {}))
+        m = Method(name, fn, help or (fn.__doc__ or '').strip(), data, dict(choices or {}), dict(defaults or {}), check)
         m.options()   # fail now on a bad signature
         METHODS[name] = m
         def train_method(data=None, out=None, resume=None, callbacks=None, **options)->Run:
@@ -732,6 +734,7 @@ def resolve_options(method:str, # a registered method
                                  f"`medseg train {method}`; see `medseg train {method} --help`")
     out = {k: (o.parse(options[k]) if k in options else o.default) for k, o in opts.items()}
     _check_numbers(out, opts)
+    if get_method(method).check is not None: get_method(method).check(out)
     if out.get('labels') is not None or out.get('classes') is not None: LabelSpec.parse(out.get('labels'), out.get('classes'))
     if out.get('device') is not None: check_device(out['device'])
     if 'preprocess' in out: preprocess_spec(out['preprocess'])

@@ -18,12 +18,12 @@ from .io import (Volume, load_nifti, nifti_suffix, to_canonical, resample_to, co
                        to_display, is_constant, nonfinite_allowed)
 
 # %% auto #0
-__all__ = ['NII_SUFFIXES', 'MISSING', 'MANIFEST_COLUMNS', 'PREPROCESS', 'scan_id', 'is_nifti', 'find_images', 'find_pairs',
-           'read_manifest', 'read_msd', 'msd_classes', 'is_msd', 'as_scans', 'as_subjects', 'ct_window', 'mr_minmax',
-           'zscore', 'as_float', 'preprocess_spec', 'make_preprocess', 'intensity_profile', 'check_intensity',
-           'LabelSpec', 'label_values', 'check_label_spec', 'canonical', 'slice_table', 'keep_middle', 'keep_labelled',
-           'select_slices', 'size2', 'fit_slices', 'spaced_grid', 'spaced_slices', 'ScanSet', 'ScanStore',
-           'PairedStore', 'split_scans']
+__all__ = ['NII_SUFFIXES', 'MISSING', 'MANIFEST_COLUMNS', 'PREPROCESS', 'scan_id', 'is_nifti', 'folder_hint', 'find_images',
+           'find_pairs', 'read_manifest', 'read_msd', 'msd_classes', 'is_msd', 'as_scans', 'as_subjects', 'ct_window',
+           'mr_minmax', 'zscore', 'as_float', 'preprocess_spec', 'make_preprocess', 'intensity_profile',
+           'check_intensity', 'LabelSpec', 'label_values', 'check_label_spec', 'canonical', 'slice_table',
+           'keep_middle', 'keep_labelled', 'select_slices', 'size2', 'fit_slices', 'spaced_grid', 'spaced_slices',
+           'ScanSet', 'ScanStore', 'PairedStore', 'split_scans']
 
 # %% ../nbs/10_scans.ipynb #6789e92d
 NII_SUFFIXES = ('.nii.gz', '.nii')
@@ -40,6 +40,17 @@ def is_nifti(p:Path)->bool:
     "A NIfTI file a folder listing takes: named .nii(.gz) in any case, a file, not hidden (macOS's `._name.nii.gz` copies are not scans)."
     return bool(nifti_suffix(p)) and not p.name.startswith('.') and p.is_file()
 
+def folder_hint(folder:Path, # a folder in which no scan named as asked was found
+               )->str: # ' (what it holds instead, and what to do)', or ''
+    "A hint for an error about a folder without the scans asked for: what it holds instead."
+    names = sorted(p for p in folder.iterdir() if not p.name.startswith('.'))
+    nii, subs = [p for p in names if is_nifti(p)], sorted(p.name for p in names if p.is_dir())
+    if nii: return f" (it holds {len(nii)} NIfTI file(s), e.g. {nii[0].name}: check the image suffix, --image-suffix)"
+    if subs: return f" (it holds the folder(s) {', '.join(subs[:5])}{' ...' if len(subs) > 5 else ''}: give the folder of the scans, or a Decathlon folder with dataset.json)"
+    if any(p.name.lower().endswith(('.img', '.hdr', '.dcm', '.mha', '.nrrd')) for p in names):
+        return " (its images are not NIfTI: convert them to .nii.gz, e.g. with SimpleITK or dcm2niix)"
+    return ''
+
 def find_images(folder:str|Path, # folder of NIfTI images
                 suffix:str='', # only files whose id ends with this; it is dropped from the scan id
                )->dict: # scan id -> (image path, None)
@@ -47,7 +58,7 @@ def find_images(folder:str|Path, # folder of NIfTI images
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f"image folder {folder} does not exist")
     imgs = sorted(p for p in folder.iterdir() if is_nifti(p) and scan_id(p).endswith(suffix))
-    if not imgs: raise FileNotFoundError(f"no NIfTI images named '*{suffix}.nii(.gz)' in {folder}")
+    if not imgs: raise FileNotFoundError(f"no NIfTI images named '*{suffix}.nii(.gz)' in {folder}{folder_hint(folder)}")
     out = {}
     for p in imgs:
         sid = scan_id(p, suffix)
@@ -210,10 +221,13 @@ def as_subjects(subjects, # a manifest (.csv with image2/label2 columns), a fold
         if bad: raise ValueError(f"manifest {subjects}: paired training needs image, label, image2 and label2 on every row; incomplete: {bad[:5]}")
         return out
     if isinstance(subjects, (str, Path)):
-        one = find_pairs(subjects, label_dir, image_suffix, label_suffix)
-        two = find_pairs(subjects, label_dir, image2_suffix, label2_suffix)
+        one = find_pairs(subjects, label_dir, image_suffix, label_suffix, missing='keep')
+        two = find_pairs(subjects, label_dir, image2_suffix, label2_suffix, missing='keep')
         ids = sorted(set(one) & set(two))
-        if not ids: raise FileNotFoundError(f"no subject in {subjects} has both '*{image_suffix}' and '*{image2_suffix}' images with labels")
+        if not ids: raise FileNotFoundError(f"no subject in {subjects} has both '*{image_suffix}' and '*{image2_suffix}' images")
+        lost = [f"{k}{sfx}.nii.gz" for k in ids for (_, lbl), sfx in ((one[k], label_suffix), (two[k], label2_suffix)) if lbl is None]
+        if lost: raise FileNotFoundError(f"{len(lost)} label map(s) missing in {label_dir or subjects}: {', '.join(lost[:5])}{' ...' if len(lost) > 5 else ''}; "
+                                         "paired training needs both label maps of every subject: move incomplete subjects out, or list the complete ones in a manifest")
         return {k: (*one[k], *two[k]) for k in ids}
     out = dict(subjects) if isinstance(subjects, dict) else {(_name(s[0], k) if isinstance(s, (tuple, list)) and len(s) else f'subject{k}'): s
                                                             for k, s in enumerate(subjects)}

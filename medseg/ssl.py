@@ -30,7 +30,8 @@ from .runner import register_method
 # %% auto #0
 __all__ = ['ssl_encoder', 'SSL_PRETEXTS', 'ssl_unet', 'GaussianNoise', 'pixel_corruption', 'CorruptBatch',
            'masked_regression_learner', 'reconstruct', 'ssl_dls', 'global_contrastive_loss', 'region_pool',
-           'local_contrastive_loss', 'ContrastiveUNet', 'TwoViews', 'SSLStages', 'contrastive_learner', 'train_ssl']
+           'local_contrastive_loss', 'ContrastiveUNet', 'TwoViews', 'SSLStages', 'contrastive_learner',
+           'check_ssl_options', 'train_ssl']
 
 # %% ../nbs/34_ssl.ipynb #9109d748
 ssl_encoder = contrastive_encoder   # the pretraining encoder: `medseg.models.contrastive_encoder` (= PolyCL's)
@@ -345,8 +346,17 @@ def contrastive_learner(dls, # DataLoaders of unlabelled slices `(x,)`, e.g. `ss
 # %% ../nbs/34_ssl.ipynb #55585843
 SSL_PRETEXTS = ('masked', 'contrastive')   # the pretext tasks of `train_ssl`
 
+def check_ssl_options(o:dict):
+    "Options of `medseg train ssl` that must go together: a contrastive batch has negatives, a local stage, regions of a pixel or more."
+    if o['pretext'] != 'contrastive': return
+    if o['bs'] < 2: raise ValueError("--bs 1: contrastive pretraining needs --bs 2 or more (the other images of a batch are the negatives)")
+    if o['local'] and o['global_epochs'] is not None and o['global_epochs'] >= o['epochs']:
+        raise ValueError(f"--global-epochs {o['global_epochs']} leaves none of the --epochs {o['epochs']} to the local stage: give fewer, or --no-local")
+    if o['local'] and o['grid'] > o['size']:
+        raise ValueError(f"--grid {o['grid']} cuts slices of --size {o['size']} into regions smaller than a pixel: give at most {o['size']}")
+
 @register_method('ssl', data='optional-labels', choices=dict(pretext=SSL_PRETEXTS, init_mode=('encoder', 'unet')),
-                 defaults=dict(middle=0.3, missing='keep'))
+                 defaults=dict(middle=0.3, missing='keep'), check=check_ssl_options)
 def train_ssl(run, # the run (given by the runner)
               pretext:str='masked', # masked (masked-pixel regression) or contrastive (global, then local)
               epochs:int=20, # pretraining epochs (contrastive: both stages together)
