@@ -376,7 +376,7 @@ POLYCL_CT = dict(preprocess='ct', size=256, middle=0.3)   # window 400/40 HU -> 
 # %% ../nbs/33_polycl.ipynb #4403bb17
 def check_polycl_options(o:dict):
     "Options of `medseg train polycl` that must go together: SimCLR's negatives are the other images of its batch."
-    if o['rule'] == 'simclr' and o['bs'] < 2: raise ValueError("--bs 1: --rule simclr needs --bs 2 or more (the other images of a batch are the negatives)")
+    if o['rule'] == 'simclr' and o['bs'] is not None and o['bs'] < 2: raise ValueError("--bs 1: --rule simclr needs --bs 2 or more (the other images of a batch are the negatives)")
 
 @register_method('polycl', data='optional-labels', choices=dict(rule=('organ', 'scan', 'both', 'simclr')),
                  defaults=dict(middle=0.3, missing='keep'), check=check_polycl_options)

@@ -112,12 +112,13 @@ class Option:
     @property
     def flag(self)->str: return '--' + self.name.replace('_', '-')
 
-    def parse(self, v):
-        "The value `v` (a string from the command line, or a Python value) converted and checked."
+    def parse(self, v, bounded:bool=True):
+        "The value `v` (a string from the command line, or a Python value) converted and checked (`bounded`: named weights too)."
         if v is None: return None
         try: out = _convert(v, self.type, self.default)
         except (TypeError, ValueError) as e: raise ValueError(f"{self.flag}: {e}") from None
         if isinstance(out, dict):   # named weights: known names, none negative
+            if not bounded: return out
             bad = sorted(set(out) - set(self.choices or out))
             if bad: raise ValueError(f"{self.flag}: unknown name(s) {', '.join(bad)}; the names are {', '.join(self.choices)}")
             neg = [f'{k}={v:g}' for k, v in out.items() if v < 0]
@@ -147,7 +148,7 @@ def _convert(v, typ, default):
         kind = type(default[0]) if default else int
         return tuple(_convert(s, kind, None) for s in items)
     if typ is dict:
-        if isinstance(v, dict): return {str(k): float(x) for k, x in v.items()}
+        if isinstance(v, dict): return {str(k): _convert(x, float, None) for k, x in v.items()}
         out = {}
         for part in filter(None, (p.strip() for p in v.split(','))):
             k, sep, val = part.partition('=')
@@ -726,15 +727,16 @@ def _check_numbers(opts:dict, options:dict):
 
 def resolve_options(method:str, # a registered method
                     options:dict, # given options (Python values or command-line strings); the rest get defaults
+                    stored=(), # names of options read back from a run's config.json: checked when it started, not bounded again
                    )->dict: # every option, converted and checked
     "Every option of a method's run: the given ones converted and checked, the others at their defaults."
     opts = method_options(method)
     unknown = sorted(set(options) - set(opts))
     if unknown: raise ValueError(f"unknown option(s) {', '.join('--' + u.replace('_', '-') for u in unknown)} for "
                                  f"`medseg train {method}`; see `medseg train {method} --help`")
-    out = {k: (o.parse(options[k]) if k in options else o.default) for k, o in opts.items()}
-    _check_numbers(out, opts)
-    if get_method(method).check is not None: get_method(method).check(out)
+    out = {k: (o.parse(options[k], bounded=k not in stored) if k in options else o.default) for k, o in opts.items()}
+    _check_numbers({k: v for k, v in out.items() if k not in stored}, opts)   # a run started under older bounds still resumes
+    if get_method(method).check is not None and not stored: get_method(method).check(out)
     if out.get('labels') is not None or out.get('classes') is not None: LabelSpec.parse(out.get('labels'), out.get('classes'))
     if out.get('device') is not None: check_device(out['device'])
     if 'preprocess' in out: preprocess_spec(out['preprocess'])
@@ -788,8 +790,8 @@ def read_run(out:str|Path)->Run:
 def _resume_options(method:str, cfg:dict, given:dict)->dict:
     "The options of a resumed run: those of config.json, with the few that may change (`RESUMABLE`) taken from `given`."
     stored = {k: v for k, v in cfg['options'].items() if v is not None}
-    opts = resolve_options(method, {**stored, **{k: v for k, v in given.items() if k in RESUMABLE}})
-    new = resolve_options(method, {**stored, **given})
+    opts = resolve_options(method, {**stored, **{k: v for k, v in given.items() if k in RESUMABLE}}, stored=set(stored) - set(given))
+    new = resolve_options(method, {**stored, **given}, stored=set(stored) - set(given))
     changed = [k for k in given if k not in RESUMABLE and _plain(new[k]) != _plain(opts[k])]
     if changed:
         o = method_options(method)[changed[0]]
@@ -851,7 +853,7 @@ def train(method:str, # a registered method: `list(load_methods())`
         prev = read_run(resume)
         out, cfg = prev.out, prev.config
         if cfg.get('method') != method: raise ValueError(f"--resume {out}: that is a run of {cfg.get('method')!r}, not of {method!r}")
-        opts = _resume_options(method, cfg, options)
+        opts = _resume_options(method, cfg, options)   # the stored options are not bounded again: an old run resumes
         if cfg.get('status') == 'finished':
             print(f"{out} is a finished run ({len(prev.history)} epochs): nothing to resume; its model is {prev.weights}")
             return prev

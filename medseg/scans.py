@@ -43,9 +43,11 @@ def is_nifti(p:Path)->bool:
 def folder_hint(folder:Path, # a folder in which no scan named as asked was found
                )->str: # ' (what it holds instead, and what to do)', or ''
     "A hint for an error about a folder without the scans asked for: what it holds instead."
-    names = sorted(p for p in folder.iterdir() if not p.name.startswith('.'))
-    nii, subs = [p for p in names if is_nifti(p)], sorted(p.name for p in names if p.is_dir())
-    if nii: return f" (it holds {len(nii)} NIfTI file(s), e.g. {nii[0].name}: check the image suffix, --image-suffix)"
+    try:
+        names = sorted(p for p in folder.iterdir() if not p.name.startswith('.'))
+        nii, subs = [p for p in names if is_nifti(p)], sorted(p.name for p in names if p.is_dir())
+    except OSError: return ''   # a folder we may list but not look into: the error stays as it was
+    if nii: return f" (it holds {len(nii)} NIfTI file(s), e.g. {nii[0].name}: check the file-name suffix given)"
     if subs: return f" (it holds the folder(s) {', '.join(subs[:5])}{' ...' if len(subs) > 5 else ''}: give the folder of the scans, or a Decathlon folder with dataset.json)"
     if any(p.name.lower().endswith(('.img', '.hdr', '.dcm', '.mha', '.nrrd')) for p in names):
         return " (its images are not NIfTI: convert them to .nii.gz, e.g. with SimpleITK or dcm2niix)"
@@ -81,10 +83,13 @@ def find_pairs(image_dir:str|Path, # folder of images
     imgs = find_images(image_dir, image_suffix)
     if label_dir.resolve() == image_dir.resolve() and label_suffix:   # labels in the same folder are not images
         imgs = {k: v for k, v in imgs.items() if not scan_id(v[0]).endswith(label_suffix)}
-    out, lost = {}, []
+    out, lost, caps = {}, [], None
     for sid, (img, _) in imgs.items():
-        cands = [label_dir/f'{sid}{label_suffix}{e}' for e in NII_SUFFIXES + tuple(e.upper() for e in NII_SUFFIXES)]
+        cands = [label_dir/f'{sid}{label_suffix}{e}' for e in NII_SUFFIXES]
         lbl = next((c for c in cands if c.exists()), None)
+        if lbl is None:   # a label named .NII.GZ, .Nii, ...: the folder's other NIfTI names, listed once
+            if caps is None: caps = {scan_id(f): f for f in sorted(label_dir.iterdir()) if is_nifti(f) and nifti_suffix(f) not in NII_SUFFIXES}
+            lbl = caps.get(f'{sid}{label_suffix}')
         if lbl is None and missing == 'raise': lost.append(f"{sid} (expected {cands[0]})")
         if lbl is None and missing == 'skip': continue
         out[sid] = (img, lbl)

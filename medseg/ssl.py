@@ -349,10 +349,10 @@ SSL_PRETEXTS = ('masked', 'contrastive')   # the pretext tasks of `train_ssl`
 def check_ssl_options(o:dict):
     "Options of `medseg train ssl` that must go together: a contrastive batch has negatives, a local stage, regions of a pixel or more."
     if o['pretext'] != 'contrastive': return
-    if o['bs'] < 2: raise ValueError("--bs 1: contrastive pretraining needs --bs 2 or more (the other images of a batch are the negatives)")
-    if o['local'] and o['global_epochs'] is not None and o['global_epochs'] >= o['epochs']:
+    if o['bs'] is not None and o['bs'] < 2: raise ValueError("--bs 1: contrastive pretraining needs --bs 2 or more (the other images of a batch are the negatives)")
+    if o['local'] and o['global_epochs'] is not None and o['epochs'] is not None and o['global_epochs'] >= o['epochs']:
         raise ValueError(f"--global-epochs {o['global_epochs']} leaves none of the --epochs {o['epochs']} to the local stage: give fewer, or --no-local")
-    if o['local'] and o['grid'] > o['size']:
+    if o['local'] and isinstance(o['size'], int) and o['grid'] > o['size']:
         raise ValueError(f"--grid {o['grid']} cuts slices of --size {o['size']} into regions smaller than a pixel: give at most {o['size']}")
 
 @register_method('ssl', data='optional-labels', choices=dict(pretext=SSL_PRETEXTS, init_mode=('encoder', 'unet')),
