@@ -23,7 +23,7 @@ from scipy import ndimage
 from .io import (Volume, load_nifti, nifti_suffix, save_nifti, reorient, to_canonical, to_display, from_display, resample_to,
                        common_grid, is_constant, check_output, stored_shape)
 from .scans import (fit_slices, spaced_grid, make_preprocess, preprocess_spec, LabelSpec, intensity_profile, check_intensity,
-                          read_manifest, scan_id, is_nifti, folder_hint)
+                          read_manifest, scan_id, is_nifti, folder_hint, warn_misnamed)
 from .models import check_device, auto_precision
 
 # %% auto #0
@@ -479,6 +479,7 @@ def expand_inputs(inputs, # files, folders, glob patterns or manifests (.csv): o
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if is_nifti(f) and scan_id(f).endswith(suffix))
             if not found: raise FileNotFoundError(f"no NIfTI images named '*{suffix}.nii(.gz)' in {p}{folder_hint(p)}")
+            warn_misnamed(p)
             out += found
         elif p.suffix.lower() == '.csv' and p.is_file():
             for v in read_manifest(p).values(): out.append((Path(v[0]), Path(v[2])) if len(v) == 4 else Path(v[0]))

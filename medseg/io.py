@@ -19,10 +19,10 @@ from scipy import ndimage
 
 # %% auto #0
 __all__ = ['MAX_VOXELS', 'data_dir', 'Volume', 'check_affine', 'atomic_write', 'file_lock', 'same_file', 'check_output_dir',
-           'check_output', 'file_hash', 'allow_nonfinite', 'nonfinite_allowed', 'load_nifti', 'is_constant',
-           'nifti_suffix', 'stored_shape', 'description', 'save_nifti', 'reorient', 'to_canonical', 'resample',
-           'window', 'normalize', 'check_same_grid', 'load_pair', 'resample_to', 'common_grid', 'to_display',
-           'display_slice', 'from_display']
+           'nifti_suffix', 'check_output', 'file_hash', 'allow_nonfinite', 'nonfinite_allowed', 'load_nifti',
+           'is_constant', 'stored_shape', 'description', 'save_nifti', 'reorient', 'to_canonical', 'resample', 'window',
+           'normalize', 'check_same_grid', 'load_pair', 'resample_to', 'common_grid', 'to_display', 'display_slice',
+           'from_display']
 
 # %% ../nbs/00_io.ipynb #1b760884
 def data_dir(path:str|Path|None=None, # folder given explicitly; wins over everything else
@@ -143,6 +143,11 @@ def check_output_dir(folder:str|Path, # a folder a command will write into (crea
     except OSError as e: raise PermissionError(f"{flag} {folder}: cannot write in {p} ({e.strerror or type(e).__name__})") from None
     return folder
 
+def nifti_suffix(path:str|Path)->str:
+    "The NIfTI extension of a file name as written: '.nii' or '.NII' (what nibabel reads), then '.gz' in any case, or ''."
+    name = Path(path).name
+    return next((name[-len(e):] for e in ('.nii.gz', '.nii') if name.lower().endswith(e) and name[-len(e)+1:][:3] in ('nii', 'NII')), '')
+
 def check_output(path:str|Path, # a file a command will write
                  flag:str='-o', # the option that named it
                  inputs=(), # the files the command reads: never written over
@@ -150,7 +155,7 @@ def check_output(path:str|Path, # a file a command will write
                 )->Path:
     "Fail now unless `path` can be written: a proper name, not a folder, not an input, in a writable folder."
     path = Path(path)
-    if suffixes and not any(path.name.lower().endswith(s.lower()) for s in suffixes):
+    if suffixes and not any((nifti_suffix(path).lower() == s) if s in ('.nii', '.nii.gz') else path.name.lower().endswith(s.lower()) for s in suffixes):
         raise ValueError(f"{flag} {path}: the name must end with {' or '.join(suffixes)}")
     if path.is_dir(): raise ValueError(f"{flag} {path} is a folder: give a file name")
     for i in inputs:
@@ -213,6 +218,8 @@ def load_nifti(path:str|Path, # .nii or .nii.gz file
     if not path.exists(): raise FileNotFoundError(f"no such NIfTI file: {path}")
     if path.is_dir(): raise ValueError(f"{path} is a folder, not a NIfTI file")
     if path.stat().st_size == 0: raise ValueError(f"{path} is empty (0 bytes): not a NIfTI file")
+    if path.name.lower().endswith(('.nii', '.nii.gz')) and not nifti_suffix(path):
+        raise ValueError(f"{path}: a NIfTI name ends with .nii(.gz) or .NII(.GZ), the names nibabel reads: rename the file")
     try: img = nib.load(str(path))
     except Exception as e: raise ValueError(f"{path} is not a readable NIfTI file ({_reason(e, path)})") from None
     dt = img.get_data_dtype()
@@ -254,11 +261,6 @@ def is_constant(a:np.ndarray)->bool:
     return a.size == 0 or a.min() == a.max()
 
 # %% ../nbs/00_io.ipynb #45a9bf7a
-def nifti_suffix(path:str|Path)->str:
-    "The NIfTI extension of a file name as it is written, '.nii.gz' or '.nii' in any case ('.NII.GZ' too), or '' for another name."
-    name = Path(path).name
-    return next((name[-len(e):] for e in ('.nii.gz', '.nii') if name.lower().endswith(e)), '')
-
 def stored_shape(path:str|Path)->tuple:
     "The array shape a NIfTI file stores (from its header): 2D, or with trailing 1s, where `load_nifti` gives a 3D volume."
     return tuple(int(s) for s in nib.load(str(path)).shape)

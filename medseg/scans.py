@@ -6,7 +6,7 @@ Docs: https://medseg.github.io/medseg/scans.html.md"""
 
 # %% ../nbs/10_scans.ipynb #0d02e261
 from __future__ import annotations
-import csv, json
+import csv, json, warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +18,12 @@ from .io import (Volume, load_nifti, nifti_suffix, to_canonical, resample_to, co
                        to_display, is_constant, nonfinite_allowed)
 
 # %% auto #0
-__all__ = ['NII_SUFFIXES', 'MISSING', 'MANIFEST_COLUMNS', 'PREPROCESS', 'scan_id', 'is_nifti', 'folder_hint', 'find_images',
-           'find_pairs', 'read_manifest', 'read_msd', 'msd_classes', 'is_msd', 'as_scans', 'as_subjects', 'ct_window',
-           'mr_minmax', 'zscore', 'as_float', 'preprocess_spec', 'make_preprocess', 'intensity_profile',
-           'check_intensity', 'LabelSpec', 'label_values', 'check_label_spec', 'canonical', 'slice_table',
-           'keep_middle', 'keep_labelled', 'select_slices', 'size2', 'fit_slices', 'spaced_grid', 'spaced_slices',
-           'ScanSet', 'ScanStore', 'PairedStore', 'split_scans']
+__all__ = ['NII_SUFFIXES', 'MISSING', 'MANIFEST_COLUMNS', 'PREPROCESS', 'scan_id', 'is_nifti', 'misnamed_nifti', 'warn_misnamed',
+           'folder_hint', 'find_images', 'find_pairs', 'read_manifest', 'read_msd', 'msd_classes', 'is_msd', 'as_scans',
+           'as_subjects', 'ct_window', 'mr_minmax', 'zscore', 'as_float', 'preprocess_spec', 'make_preprocess',
+           'intensity_profile', 'check_intensity', 'LabelSpec', 'label_values', 'check_label_spec', 'canonical',
+           'slice_table', 'keep_middle', 'keep_labelled', 'select_slices', 'size2', 'fit_slices', 'spaced_grid',
+           'spaced_slices', 'ScanSet', 'ScanStore', 'PairedStore', 'split_scans']
 
 # %% ../nbs/10_scans.ipynb #6789e92d
 NII_SUFFIXES = ('.nii.gz', '.nii')
@@ -40,6 +40,17 @@ def is_nifti(p:Path)->bool:
     "A NIfTI file a folder listing takes: named .nii(.gz) in any case, a file, not hidden (macOS's `._name.nii.gz` copies are not scans)."
     return bool(nifti_suffix(p)) and not p.name.startswith('.') and p.is_file()
 
+def misnamed_nifti(folder:Path)->list:
+    "Names in `folder` that look like NIfTI files in a case nibabel does not read (`x.Nii`, `x.Nii.Gz`): a listing skips them."
+    try: return sorted(p.name for p in Path(folder).iterdir() if p.name.lower().endswith(('.nii', '.nii.gz')) and not nifti_suffix(p))
+    except OSError: return []
+
+def warn_misnamed(folder:Path):
+    "Warn that a folder listing skipped files named like NIfTI in a case nibabel does not read."
+    odd = misnamed_nifti(folder)
+    if odd: warnings.warn(f"{folder}: skipped {', '.join(odd[:3])}{' ...' if len(odd) > 3 else ''}: a NIfTI name ends with .nii(.gz) or "
+                          ".NII(.GZ), the names nibabel reads; rename to include them")
+
 def folder_hint(folder:Path, # a folder in which no scan named as asked was found
                )->str: # ' (what it holds instead, and what to do)', or ''
     "A hint for an error about a folder without the scans asked for: what it holds instead."
@@ -47,11 +58,14 @@ def folder_hint(folder:Path, # a folder in which no scan named as asked was foun
         names = sorted(p for p in folder.iterdir() if not p.name.startswith('.'))
         nii, subs = [p for p in names if is_nifti(p)], sorted(p.name for p in names if p.is_dir())
     except OSError: return ''   # a folder we may list but not look into: the error stays as it was
+    if not names: return " (the folder is empty)"
     if nii: return f" (it holds {len(nii)} NIfTI file(s), e.g. {nii[0].name}: check the file-name suffix given)"
     if subs: return f" (it holds the folder(s) {', '.join(subs[:5])}{' ...' if len(subs) > 5 else ''}: give the folder of the scans, or a Decathlon folder with dataset.json)"
-    if any(p.name.lower().endswith(('.img', '.hdr', '.dcm', '.mha', '.nrrd')) for p in names):
+    if any(p.name.lower().endswith(('.img', '.hdr', '.dcm', '.mha', '.nrrd', '.mgz', '.mnc')) for p in names):
         return " (its images are not NIfTI: convert them to .nii.gz, e.g. with SimpleITK or dcm2niix)"
-    return ''
+    odd = misnamed_nifti(folder)
+    if odd: return f" ({odd[0]} is named neither .nii(.gz) nor .NII(.GZ), which is all nibabel reads: rename it)"
+    return f" (it holds {len(names)} file(s), none NIfTI, e.g. {names[0].name})"
 
 def find_images(folder:str|Path, # folder of NIfTI images
                 suffix:str='', # only files whose id ends with this; it is dropped from the scan id
@@ -61,6 +75,7 @@ def find_images(folder:str|Path, # folder of NIfTI images
     if not folder.is_dir(): raise FileNotFoundError(f"image folder {folder} does not exist")
     imgs = sorted(p for p in folder.iterdir() if is_nifti(p) and scan_id(p).endswith(suffix))
     if not imgs: raise FileNotFoundError(f"no NIfTI images named '*{suffix}.nii(.gz)' in {folder}{folder_hint(folder)}")
+    warn_misnamed(folder)
     out = {}
     for p in imgs:
         sid = scan_id(p, suffix)
