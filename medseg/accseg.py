@@ -26,12 +26,12 @@ from .data import unpaired_dls
 from .metrics import DiceMetric
 from .losses import dice_loss, gan_loss, GAN_MODES
 from .trainer import MultiNet, TermLoss, ExtraOptimizer, multi_learner, frozen_call, term_metrics
-from .runner import register_method
+from .runner import register_method, Predictor
 
 # %% auto #0
-__all__ = ['SEGMENTERS', 'PAPER_SIZES', 'CPU_SIZES', 'TERMS', 'AccSegOut', 'AccSegNet', 'identity_loss', 'fake_seg_loss',
-           'AccSegLoss', 'd_loss', 'FakeDice', 'accseg_learner', 'decay_schedule', 'fit_accseg', 'phantom_slices',
-           'ct_liver_slices', 'mr_slices', 'train_accseg']
+__all__ = ['SEGMENTERS', 'PAPER_SIZES', 'CPU_SIZES', 'TERMS', 'AccSegOut', 'AccSegNet', 'TranslatedSegmenter', 'identity_loss',
+           'fake_seg_loss', 'AccSegLoss', 'd_loss', 'FakeDice', 'accseg_learner', 'decay_schedule', 'fit_accseg',
+           'phantom_slices', 'ct_liver_slices', 'mr_slices', 'train_accseg']
 
 # %% ../nbs/31_accseg.ipynb #5f583ad8
 SEGMENTERS = ('DuSEUNet', 'UNet', 'AttentionUNet', 'R2UNet')
@@ -85,6 +85,14 @@ class AccSegNet(MultiNet):
     def segmenter(self)->nn.Module:
         "The trained segmenter S alone, for real target images in [0, 1]."
         return self.S
+    def source_segmenter(self)->nn.Module:
+        "S∘G: a source image translated, then segmented — what the labelled source validation scans can score."
+        return TranslatedSegmenter(self)
+
+class TranslatedSegmenter(nn.Module):
+    "A source-modality image translated by G, then segmented by S: AccSeg-Net validated on labelled source scans."
+    def __init__(self, net:AccSegNet): super().__init__(); self.net = net
+    def forward(self, x): return self.net.S(self.net.translate(x))
 
 # %% ../nbs/31_accseg.ipynb #83dc0fe4
 def identity_loss(model:AccSegNet, # the networks
@@ -249,8 +257,11 @@ def train_accseg(run, # the run (given by the runner); its data are the labelled
                        keep_aspect=run.spacing is None, **kw)
     learn = accseg_learner(dls, weights=weights, lr=lr, gan_mode=gan_mode, lean=True, seg=seg, n_classes=run.spec.out_channels,
                            **(CPU_SIZES if sizes == 'cpu' else PAPER_SIZES))
-    fit_accseg(learn, epochs, decay_epochs, fit=run.fit)
     ts = dls.target_store         # what the segmenter is for: the target images, after the target preprocessing
-    run.save(learn.model.segmenter(), preprocess=tp, keep_aspect=run.spacing is None, sizes=sizes, seg=seg,
-             intensity=intensity_profile([ts[k][0] for k in ts.ids[:8]]),
-             target=str(target), epochs=[epochs, epochs if decay_epochs is None else decay_epochs])
+    saved = dict(preprocess=tp, keep_aspect=run.spacing is None, sizes=sizes, seg=seg, intensity=intensity_profile([ts[k][0] for k in ts.ids[:8]]),
+                 target=str(target), epochs=[epochs, epochs if decay_epochs is None else decay_epochs])
+    # validated by volume on the labelled source validation scans, translated then segmented (S∘G), with the source preprocessing
+    pred = Predictor(lambda m: m.segmenter(), saved, valid_net=lambda m: m.source_segmenter(), valid_settings=dict(preprocess=run.preprocess),
+                     loss_guard=False)
+    fit_accseg(learn, epochs, decay_epochs, fit=partial(run.fit, predictor=pred))
+    run.save(learn.model.segmenter(), **saved)

@@ -26,7 +26,7 @@ from .metrics import DiceMetric, evaluate_cases, dice
 from .viz import show_cases
 from .inference import predict_volume
 from .trainer import TermLoss, term_metrics, LeanLearner
-from .runner import register_method
+from .runner import register_method, Predictor
 
 # %% auto #0
 __all__ = ['MODES', 'BONE_CLASSES', 'BONE_WINDOW', 'soft_mask', 'region_means', 'contour_length', 'acwe_loss', 'label_loss',
@@ -227,12 +227,13 @@ def train_acwe(run, # the run (given by the runner)
     valid = ds([k for k in valid_ids if k in lab], True) if any(k in lab for k in valid_ids) else ds([], False)
     train_ds = ds(train_ids, False) if mode == 'acwe' else ds([k for k in train_ids if k in lab], True)
     learn = acwe_learner(make_dls(train_ds, valid, bs=bs, seed=run.seed, device=run.device), mode=mode, alpha=alpha, lr=lr, nu=nu, mu=mu)
-    run.fit(learn, epochs, stage=mode)
+    seg = Predictor(extra=dict(mode=mode), valid_ids=valid_ids)   # validated by volume on the labelled validation scans
+    run.fit(learn, epochs, stage=mode, predictor=seg)
     if finetune_epochs:
         tl = [k for k in train_ids if k in lab]
         if not tl: raise ValueError("--finetune-epochs needs label maps of training scans; none found")
         ft = acwe_learner(make_dls(ds(tl, True), valid, bs=bs, seed=run.seed, device=run.device), mode='label', model=learn.model, lr=lr)
-        run.fit(ft, finetune_epochs, stage='finetune')
+        run.fit(ft, finetune_epochs, stage='finetune', predictor=seg)
     run.save(learn.model, mode=mode)
 
 # %% ../nbs/30_acwe.ipynb #f8b0e3a1

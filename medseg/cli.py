@@ -168,16 +168,11 @@ def _cmd_train(args, opts):
     from medseg.runner import train
     if args.data is None and args.resume is None:
         raise ValueError(f"give the data (a folder, a manifest or a Decathlon folder), or --resume DIR (see `medseg train {args.method} --help`)")
+    from medseg.runner import run_summary
     finished = args.resume is not None and _status(args.resume) == 'finished'
-    t0 = time.time()
     r = train(args.method, args.data, args.out, resume=args.resume, **opts)
     if finished or int(os.environ.get('RANK', '0')): return 0   # nothing was trained; or another process than rank 0 of torchrun
-    last = r.history.iloc[-1].to_dict() if len(r.history) else {}
-    cols = [k for k in last if k not in ('stage', 'epoch', 'seconds') and last[k] == last[k]]
-    print(f"trained {r.method} in {time.time() - t0:.0f} s ({len(r.history)} epochs)" + (
-          '; last epoch: ' + ', '.join(f'{k} {last[k]:.4f}' for k in cols) if cols else ''))
-    print(f"run folder: {r.out} (history.csv, curves.png, config.json, checkpoints/)")
-    print(f"weights: {r.weights}  (use: medseg predict {r.weights} IMAGE.nii.gz -o MASK.nii.gz)")
+    print(run_summary(r))
     return 0
 
 _METAVARS = {int: 'N', float: 'X', tuple: 'A,B,..', list: 'A,B,..', dict: 'K=V,..'}
@@ -198,7 +193,7 @@ def _add_train(sub):
         p.add_argument('--out', default=None, help=f'the run folder (default: ./medseg-{name})')
         p.add_argument('--resume', default=None, metavar='DIR',
                        help='continue the run in DIR from its last checkpoint, with the data and options of DIR/config.json')
-        groups = {g: p.add_argument_group(f'{g} options') for g in ('data', 'method', 'run')}
+        groups = {g: p.add_argument_group(f'{g} options') for g in ('data', 'method', 'segmenter', 'run')}
         for o in m.options().values():
             kw = dict(dest=o.name, default=argparse.SUPPRESS, help=_help(o))
             if o.type is bool: kw['action'] = 'store_true' if o.name.startswith('no_') else argparse.BooleanOptionalAction   # --no-cache alone

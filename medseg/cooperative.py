@@ -7,6 +7,7 @@ Docs: https://medseg.github.io/medseg/cooperative.html.md"""
 # %% ../nbs/32_cooperative.ipynb #83f40b7a
 from __future__ import annotations
 import time
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -23,7 +24,7 @@ from .registration import warp, upsample_flow, lowpass, relative_similarity
 from .trainer import MultiNet, TermLoss, multi_learner, fit_stages, term_metrics
 from .data import make_dls, paired_dls
 from .scans import preprocess_spec
-from .runner import register_method
+from .runner import register_method, Predictor
 from .synthetic import toy_pairs
 from .metrics import batch_dice
 
@@ -274,8 +275,10 @@ def train_cooperative(run, # the run (given by the runner); its data are pairs o
                      preprocess2=pre2, labels=run.spec, middle=run.middle, valid_pct=run.valid_pct, bs=bs, augs=augs, seed=run.seed,
                      device=run.device, cache=run.cache, num_workers=run.workers)
     learn = cooperative_learner(dls, lambdas=lambdas, lr=lr, transform=transform, seg_width=seg_width)
-    fit_cooperative(learn, epochs, lambdas=lambdas, fit=run.fit)
-    run.save(learn.model.S, inputs=2, preprocess2=pre2, pair_spacing=run.spacing, fov=fov, epochs=list(epochs))
+    saved = dict(inputs=2, preprocess2=pre2, pair_spacing=run.spacing, fov=fov, epochs=list(epochs))
+    pred = Predictor(lambda m: m.S, saved, pairs=True)   # S validated by volume on the validation pairs (--valid-pct), each scan's mask
+    fit_cooperative(learn, epochs, lambdas=lambdas, fit=partial(run.fit, predictor=pred))
+    run.save(learn.model.S, **saved)
 
 # %% ../nbs/32_cooperative.ipynb #46bd7122
 def scaled_toy(n:int, # number of pairs

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .io import load_nifti, check_same_grid, atomic_write, check_output, reorient, description
 from .metrics import dice, iou, surface_metrics
-from .scans import find_images, LabelSpec, MISSING, scan_id, is_nifti, label_values
+from .scans import find_images, LabelSpec, MISSING, scan_id, is_nifti, label_values, read_manifest
 
 # %% auto #0
 __all__ = ['METRICS', 'match_cases', 'evaluate_case', 'evaluate_folder', 'summarize_evaluation', 'plot_evaluation']
@@ -23,16 +23,17 @@ __all__ = ['METRICS', 'match_cases', 'evaluate_case', 'evaluate_folder', 'summar
 def _is_prob(p:Path)->bool: return re.search(r'_prob(_[^.]+)?\.nii(\.gz)?$', p.name) is not None
 
 def match_cases(pred, # folder of predicted masks (or one mask file)
-                ref, # folder of reference label maps (or one label file)
+                ref, # folder of reference label maps (or one label file), or a manifest (.csv) of the scans with their labels
                 pred_suffix:str='', # predictions are {id}{pred_suffix}.nii(.gz)
                 label_suffix:str='', # reference maps are {id}{label_suffix}.nii(.gz)
                 missing:str='raise', # a case with only one of the two: 'raise' an error, or 'skip' it
                )->dict: # id -> (prediction path, label path)
-    "Pair predictions and reference label maps by scan id."
+    "Pair predictions and reference label maps by scan id (with a manifest: each scan's mask, named as its image, and its label)."
     if missing not in ('raise', 'skip'): raise ValueError(f"--missing: {missing!r} is not one of raise, skip")
     pred, ref = Path(pred), Path(ref)
     for x, role in ((pred, 'PRED'), (ref, 'REF')):
         if not x.exists(): raise FileNotFoundError(f"{role} {x}: no such folder or file")
+    if ref.is_file() and ref.suffix.lower() == '.csv': return _manifest_cases(pred, ref, missing)
     files = [x.is_file() for x in (pred, ref)]
     if any(files):
         if not all(is_nifti(x) for x in (pred, ref)):
@@ -48,6 +49,23 @@ def match_cases(pred, # folder of predicted masks (or one mask file)
     both = sorted(set(p) & set(t))
     if not both: raise ValueError(f"no prediction in {pred} matches a label map in {ref}: check --pred-suffix/--label-suffix")
     return {k: (p[k], t[k]) for k in both}
+
+
+def _manifest_cases(pred:Path, manifest:Path, missing:str)->dict:
+    "The cases of a manifest REF: each scan's mask in the folder `pred` under its image's name (as `medseg predict` names it), and its label."
+    if not pred.is_dir(): raise ValueError(f"PRED {pred}: with a manifest as REF, give the folder the masks of its scans were written to")
+    out, lost = {}, []
+    for k, v in read_manifest(manifest).items():
+        for sfx, img, lab in (('', v[0], v[1]), *((('_image2', v[2], v[3]),) if len(v) == 4 else ())):
+            if lab is None: continue
+            p = pred/Path(img).name
+            if p.is_file(): out[k + sfx] = (p, Path(lab))
+            else: lost.append(k + sfx)
+    if lost and missing == 'raise':
+        raise ValueError(f"{len(lost)} scan(s) of {manifest} have no mask in {pred} ({', '.join(lost[:4])}{' ...' if len(lost) > 4 else ''}): "
+                         "predict them first (medseg predict WEIGHTS MANIFEST -o PRED), or --missing skip")
+    if not out: raise ValueError(f"no scan of {manifest} has both a label and a mask in {pred}")
+    return out
 
 # %% ../nbs/23_evaluate.ipynb #14341aaf
 METRICS = ('dice', 'iou', 'hd95', 'hd95_pooled', 'assd', 'pred_ml', 'ref_ml', 'vol_diff_ml')   # the columns per case and class

@@ -1,4 +1,4 @@
-"""The soft Dice loss (binary and multi-class), SimCLR's NT-Xent, the adversarial loss of the GAN methods and the masked L1 of masked-pixel regression: one implementation each, checked against MONAI and hand computations.
+"""The soft Dice loss (binary and multi-class), Dice + cross-entropy, SimCLR's NT-Xent, the adversarial loss of the GAN methods and the masked L1 of masked-pixel regression: one implementation each, checked against MONAI and hand computations.
 
 Docs: https://medseg.github.io/medseg/losses.html.md"""
 
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from .distributed import is_distributed, global_batch
 
 # %% auto #0
-__all__ = ['GAN_MODES', 'dice_loss', 'nt_xent', 'gan_loss', 'masked_l1', 'MaskedL1Loss']
+__all__ = ['GAN_MODES', 'dice_loss', 'dice_ce_loss', 'nt_xent', 'gan_loss', 'masked_l1', 'MaskedL1Loss']
 
 # %% ../nbs/14_losses.ipynb #46cd0bc5
 def dice_loss(logits:torch.Tensor, # (B, C, *S) raw network output; C = 1: sigmoid, C > 1: softmax
@@ -37,6 +37,20 @@ def dice_loss(logits:torch.Tensor, # (B, C, *S) raw network output; C = 1: sigmo
     if batch and is_distributed() and torch.is_grad_enabled():   # training on several processes: the Dice of the global batch
         s = global_batch(torch.stack([inter, tot])[None]).sum(0); inter, tot = s[0], s[1]
     return (1 - (2*inter + eps)/(tot + eps)).mean()
+
+# %% ../nbs/14_losses.ipynb #f2c12bde
+def dice_ce_loss(logits:torch.Tensor, # (B, C, *S) raw network output; C = 1: sigmoid, C > 1: softmax
+                 target:torch.Tensor, # (B, 1, *S) or (B, *S): binary mask (C = 1) or class indices (C > 1)
+                 batch:bool=True, # the Dice term pooled over the batch (one Dice per class)
+                 include_background:bool=False, # C > 1: the Dice term also scores class 0
+                 ce_weight:float=1., # λ, the weight of the cross-entropy
+                )->torch.Tensor: # scalar
+    "Soft Dice of the foreground classes plus cross-entropy (binary for one channel): nnU-Net's default segmentation loss."
+    d = dice_loss(logits, target, include_background=include_background, batch=batch)   # checks the shapes
+    t = target if target.ndim == logits.ndim else target.unsqueeze(1)
+    if logits.shape[1] == 1: ce = F.binary_cross_entropy_with_logits(logits, t.to(logits.dtype))
+    else: ce = F.cross_entropy(logits, t[:, 0].long())
+    return d + ce_weight*ce
 
 # %% ../nbs/14_losses.ipynb #7af9ab98
 def nt_xent(z1:torch.Tensor, # embeddings of the first views (N, d), or G groups (G, N, d)

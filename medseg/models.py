@@ -14,10 +14,11 @@ from torch import nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['PAPER_WIDTHS', 'register_model', 'registered_models', 'build_model', 'count_params', 'ConvBlock', 'UNetEncoder',
-           'UNetDecoder', 'UNet', 'SCSE', 'DuSEUNet', 'AttentionGate', 'AttentionUNet', 'RecurrentConv', 'RRBlock',
-           'R2UNet', 'ProjectionHead', 'contrastive_encoder', 'ResBlock', 'ResnetGenerator', 'PatchDiscriminator',
-           'RCNN', 'Registor', 'save_model', 'check_device', 'native_bf16', 'auto_precision', 'load_model']
+__all__ = ['PAPER_WIDTHS', 'MODEL_KEYS', 'register_model', 'registered_models', 'build_model', 'count_params', 'ConvBlock',
+           'UNetEncoder', 'UNetDecoder', 'UNet', 'SCSE', 'DuSEUNet', 'AttentionGate', 'AttentionUNet', 'RecurrentConv',
+           'RRBlock', 'R2UNet', 'ProjectionHead', 'contrastive_encoder', 'ResBlock', 'ResnetGenerator',
+           'PatchDiscriminator', 'RCNN', 'Registor', 'model_record', 'save_model', 'check_device', 'native_bf16',
+           'auto_precision', 'load_model']
 
 # %% ../nbs/13_models.ipynb #a6145606
 _REGISTRY: dict = {}
@@ -617,22 +618,34 @@ def _registered_name(model):
         if c is type(model): return k
     raise ValueError(f"{type(model).__name__} is not a registered model class; decorate it with @register_model")
 
+MODEL_KEYS = ('class', 'config', 'state_dict', 'extra', 'medseg_version')   # what a model file holds (a checkpoint may hold more)
+
+def model_record(model:nn.Module, # an instance of a registered class
+                 extra:dict|None=None, # plain values to store alongside (prediction settings, epoch, ...)
+                 state_dict:dict|None=None, # its weights (default: `model.state_dict()`), e.g. a snapshot taken during training
+                 what:str='the model', # how to name it in the error
+                )->dict: # {'class', 'config', 'state_dict', 'extra', 'medseg_version'}: what `load_model` rebuilds
+    "The content of a model file: class name, recorded config, weights and `extra`, checked (plain values, finite weights)."
+    name = _registered_name(model)
+    cfg = getattr(model, 'config', None)
+    if not isinstance(cfg, dict): raise ValueError(f"{name} has no recorded config; was it built through its registered __init__?")
+    extra = dict(extra or {})
+    _check_plain(cfg, 'config'); _check_plain(extra, 'extra')
+    from medseg import __version__
+    sd = model.state_dict() if state_dict is None else state_dict
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad: raise ValueError(f"not saving {what}: the weights are not finite ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); the training diverged")
+    return {'class': name, 'config': cfg, 'state_dict': sd, 'extra': extra, 'medseg_version': __version__}
+
 def save_model(model:nn.Module, # an instance of a registered class
                path:str|Path, # output file (e.g. 'unet.pt')
                **extra, # plain values to store alongside (epoch, metrics, ...)
               )->Path:
     "Save class name, recorded config, weights and `extra` as a weights_only-loadable file, atomically; never non-finite weights."
-    name = _registered_name(model)
-    cfg = getattr(model, 'config', None)
-    if not isinstance(cfg, dict): raise ValueError(f"{name} has no recorded config; was it built through its registered __init__?")
-    _check_plain(cfg, 'config'); _check_plain(extra, 'extra')
-    from medseg import __version__
     from medseg.io import atomic_write
-    path, sd = Path(path), model.state_dict()
-    bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad: raise ValueError(f"not saving {path}: the weights are not finite ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); the training diverged")
-    with atomic_write(path) as tmp:
-        torch.save({'class': name, 'config': cfg, 'state_dict': sd, 'extra': extra, 'medseg_version': __version__}, tmp)
+    path = Path(path)
+    rec = model_record(model, extra, what=str(path))
+    with atomic_write(path) as tmp: torch.save(rec, tmp)
     return path
 
 def check_device(device, # 'cpu', 'cuda', 'cuda:1', 'mps', a torch.device, or None (the default device)
@@ -676,7 +689,8 @@ def load_model(path:str|Path, # a file written by `save_model`
     "Rebuild a model saved with `save_model` (eval mode); `(model, extra)` if `with_extra`. Any other file is a one-line error naming it."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"no such weights file: {path}")
-    if path.is_dir(): raise ValueError(f"{path} is a folder, not a weights file (give the model.pt of a run folder)")
+    if path.is_dir() and (path/'model.pt').is_file(): path = path/'model.pt'   # a run folder: its model
+    if path.is_dir(): raise ValueError(f"{path} is a folder without a model.pt, not a weights file (give a run folder or a .pt file)")
     if path.stat().st_size == 0: raise ValueError(f"{path} is empty (0 bytes): not a weights file")
     try: obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -686,6 +700,9 @@ def load_model(path:str|Path, # a file written by `save_model`
         raise ValueError(f"{path} is not a readable weights file: truncated, damaged, or not a PyTorch file") from None
     except Exception as e:
         raise ValueError(f"{path} is not a readable weights file: truncated, damaged, or not a PyTorch file") from None
+    if isinstance(obj, dict) and 'learner' in obj and 'stage' in obj and 'class' not in obj:   # a run's checkpoint
+        raise ValueError(f"{path} is a checkpoint of stage {obj['stage']!r}, which trains no segmenter: give the run's model.pt, "
+                         "or a checkpoint of a stage that trains one")
     if not isinstance(obj, dict) or not {'class', 'config', 'state_dict'} <= set(obj):
         raise ValueError(f"{path} is not a medseg model file (expected a dict with 'class', 'config', 'state_dict')")
     if obj['class'] not in _REGISTRY: build_model(obj['class'])      # the error naming the registered classes

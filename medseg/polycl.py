@@ -379,7 +379,7 @@ def check_polycl_options(o:dict):
     if o['rule'] == 'simclr' and o['bs'] is not None and o['bs'] < 2: raise ValueError("--bs 1: --rule simclr needs --bs 2 or more (the other images of a batch are the negatives)")
 
 @register_method('polycl', data='optional-labels', choices=dict(rule=('organ', 'scan', 'both', 'simclr')),
-                 defaults=dict(middle=0.3, missing='keep'), check=check_polycl_options)
+                 defaults=dict(middle=0.3, missing='keep'), check=check_polycl_options, recipe=True)
 def train_polycl(run, # the run (given by the runner)
                  rule:str='organ', # example selection: organ (PolyCL-O), scan (PolyCL-S), both, or simclr (the baseline)
                  epochs:int=20, # pretraining epochs
@@ -390,7 +390,7 @@ def train_polycl(run, # the run (given by the runner)
                  augs:str='default', # augmentation preset of the triplets (SimCLR uses its own views)
                  finetune_epochs:int=0, # then fine-tune a U-Net on the labelled scans (0: pretraining only)
                  finetune_bs:int=8, # fine-tuning batch size
-                 finetune_lr:float=1e-3, # fine-tuning learning rate
+                 finetune_lr:float=1e-3, # fine-tuning peak learning rate (see --schedule)
                 ):
     "PolyCL (or SimCLR) contrastive pretraining of a U-Net encoder, then optionally fine-tuning a segmenter on the labelled scans."
     if rule == 'simclr':

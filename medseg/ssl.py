@@ -356,7 +356,7 @@ def check_ssl_options(o:dict):
         raise ValueError(f"--grid {o['grid']} cuts slices of --size {o['size']} into regions smaller than a pixel: give at most {o['size']}")
 
 @register_method('ssl', data='optional-labels', choices=dict(pretext=SSL_PRETEXTS, init_mode=('encoder', 'unet')),
-                 defaults=dict(middle=0.3, missing='keep'), check=check_ssl_options)
+                 defaults=dict(middle=0.3, missing='keep'), check=check_ssl_options, recipe=True)
 def train_ssl(run, # the run (given by the runner)
               pretext:str='masked', # masked (masked-pixel regression) or contrastive (global, then local)
               epochs:int=20, # pretraining epochs (contrastive: both stages together)
@@ -373,7 +373,7 @@ def train_ssl(run, # the run (given by the runner)
               finetune_epochs:int=0, # then fine-tune a U-Net on the labelled scans (0: pretraining only)
               init_mode:str='unet', # fine-tuning from the whole pretrained U-Net (unet) or the encoder alone (encoder)
               finetune_bs:int=8, # fine-tuning batch size
-              finetune_lr:float=1e-3, # fine-tuning learning rate
+              finetune_lr:float=1e-3, # fine-tuning peak learning rate (see --schedule)
              ):
     "Self-supervised pretraining of a U-Net (masked-pixel regression or global + local contrast), then optionally fine-tuning."
     kw = run.slice_kw(bs=bs)

@@ -7,39 +7,37 @@ Docs: https://medseg.github.io/medseg/supervised.html.md"""
 # %% ../nbs/35_supervised.ipynb #3385178e
 from __future__ import annotations
 from .models import PAPER_WIDTHS
-from .runner import register_method, pretrained_file, SEG_LOSSES
+from .runner import register_method, pretrained_file
 
 # %% auto #0
 __all__ = ['train_supervised', 'train_finetune']
 
 # %% ../nbs/35_supervised.ipynb #97271f2f
-@register_method('supervised', data='labelled', choices=dict(loss=tuple(SEG_LOSSES)))
+@register_method('supervised', data='labelled', recipe=True)
 def train_supervised(run, # the run (given by the runner)
                      epochs:int=50, # training epochs
                      bs:int=8, # batch size
-                     lr:float=1e-3, # learning rate (Adam)
+                     lr:float=1e-3, # peak learning rate (Adam; see --schedule)
                      augs:str='default', # augmentation preset (`medseg.augment.AUGMENTATIONS`)
                      widths:tuple=PAPER_WIDTHS, # U-Net channels per level
                      prior:float|None=None, # one class: start the head at this foreground probability (e.g. 0.01 for a small structure)
-                     loss:str='batch-dice', # batch-dice (pooled over the batch, so empty slices count) or dice (per image)
                     ):
     "A U-Net trained from scratch on the labelled scans: the baseline of every label-efficient method."
-    learn = run.segmenter_stage(None, epochs=epochs, bs=bs, lr=lr, augs=augs, prior=prior, widths=widths, loss=loss)
+    learn = run.segmenter_stage(None, epochs=epochs, bs=bs, lr=lr, augs=augs, prior=prior, widths=widths)
     run.save(learn.model)
 
-@register_method('finetune', data='labelled', choices=dict(init_mode=('encoder', 'unet'), loss=tuple(SEG_LOSSES)))
+@register_method('finetune', data='labelled', choices=dict(init_mode=('encoder', 'unet')), recipe=True)
 def train_finetune(run, # the run (given by the runner)
                    init:str|None=None, # the pretraining: a run folder of medseg train polycl|ssl, or an encoder / U-Net .pt file
                    init_mode:str='encoder', # start from the pretrained encoder (new decoder) or the whole pretrained U-Net (unet)
                    freeze_epochs:int=0, # first epochs with the encoder frozen
                    epochs:int=20, # training epochs
                    bs:int=8, # batch size
-                   lr:float=1e-3, # learning rate (Adam)
+                   lr:float=1e-3, # peak learning rate (Adam; see --schedule)
                    augs:str='default', # augmentation preset
                    prior:float|None=None, # one class: start the new head at this foreground probability
-                   loss:str='batch-dice', # batch-dice (pooled over the batch, so empty slices count) or dice (per image)
                   ):
     "A U-Net fine-tuned on the labelled scans from a pretrained encoder (or a whole pretrained U-Net)."
     if init is None: raise ValueError("--init is required: a run folder of `medseg train polycl|ssl`, or an encoder / U-Net .pt file")
-    learn = run.segmenter_stage(pretrained_file(init), init_mode, epochs, bs, lr, augs, freeze_epochs, prior, loss=loss)
+    learn = run.segmenter_stage(pretrained_file(init), init_mode, epochs, bs, lr, augs, freeze_epochs, prior)
     run.save(learn.model, init=str(init))

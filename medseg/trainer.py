@@ -23,7 +23,7 @@ from fastai.learner import Learner, AvgMetric
 from fastai.optimizer import Adam
 from fastai.torch_core import find_bs
 from fastcore.foundation import L
-import fastai.callback.schedule  # adds Learner.fit_one_cycle (used by `fit_stages`)
+from fastai.callback.schedule import ParamScheduler  # also adds Learner.fit_one_cycle (used by `fit_stages`)
 
 from .models import UNetEncoder, UNet, load_model, check_device
 from .metrics import DiceMetric
@@ -31,11 +31,12 @@ from .losses import dice_loss
 from .distributed import sync_grads, is_distributed, all_max
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'freeze', 'unfreeze', 'is_frozen', 'frozen_call', 'MultiNet', 'TermLoss', 'TermMetric', 'term_metrics',
-           'subnet_splitter', 'ExtraOptimizer', 'SkipFrozenBackward', 'LeanLearner', 'make_lean', 'multi_learner',
-           'fit_stages', 'reached_by', 'Precision', 'rng_state', 'set_rng_state', 'loader_state', 'load_loader_state',
-           'learner_state', 'load_learner_state', 'TrainingDiverged', 'NonFiniteGuard', 'PlaceholderTarget',
-           'pick_device', 'dice_metrics', 'quiet_fit', 'FreezeEncoder', 'as_encoder', 'finetune_learner']
+__all__ = ['PRECISIONS', 'LR_SCHEDULES', 'freeze', 'unfreeze', 'is_frozen', 'frozen_call', 'MultiNet', 'TermLoss', 'TermMetric',
+           'term_metrics', 'subnet_splitter', 'ExtraOptimizer', 'SkipFrozenBackward', 'LeanLearner', 'make_lean',
+           'multi_learner', 'fit_stages', 'reached_by', 'Precision', 'rng_state', 'set_rng_state', 'loader_state',
+           'load_loader_state', 'learner_state', 'load_learner_state', 'TrainingDiverged', 'NonFiniteGuard',
+           'PlaceholderTarget', 'pick_device', 'dice_metrics', 'quiet_fit', 'FreezeEncoder', 'as_encoder',
+           'finetune_learner', 'lr_schedule', 'lr_scheduler', 'ClipGrad']
 
 # %% ../nbs/20_trainer.ipynb #e2b3531d
 def freeze(module:nn.Module, # network (or any module) to stop training
@@ -624,3 +625,40 @@ def finetune_learner(dls, # DataLoaders of (x, y) slice batches, e.g. `medseg.da
                         metrics=dice_metrics(max(out_ch - 1, 1)) if metrics is None else metrics,
                         cbs=[FreezeEncoder(freeze_epochs), *cbs], **kwargs)
     return make_lean(learn) if lean else learn
+
+# %% ../nbs/20_trainer.ipynb #ed08237a
+LR_SCHEDULES = ('poly', 'cosine', 'constant')   # learning-rate schedules of a segmenter stage
+
+def _decay(kind:str, lr:float):
+    if kind == 'poly': return lambda pos: lr*max(1. - pos, 0.)**0.9
+    if kind == 'cosine': return lambda pos: lr*0.5*(1. + math.cos(math.pi*min(pos, 1.)))
+    return lambda pos: lr
+
+def lr_schedule(lr:float, # the peak learning rate
+                kind:str='poly', # 'poly' (nnU-Net's (1 - t)^0.9), 'cosine' or 'constant'
+                warmup:float=0., # fraction of the stage's steps with a linear warm-up from 0 (0: none)
+               ):
+    "The learning rate over a fit as a function of its progress $t \\in [0, 1]$: linear warm-up, then the decay."
+    if kind not in LR_SCHEDULES: raise ValueError(f"--schedule: {kind!r} is not one of {', '.join(LR_SCHEDULES)}")
+    if not 0 <= warmup < 1: raise ValueError(f"the warm-up is a fraction of the stage in [0, 1), got {warmup!r}")
+    decay = _decay(kind, float(lr))
+    if not warmup: return decay
+    return lambda pos: lr*pos/warmup if pos < warmup else decay((pos - warmup)/(1 - warmup))
+
+def lr_scheduler(lr:float, # the peak learning rate
+                 kind:str='poly', # see `lr_schedule`
+                 warmup:float=0., # warm-up fraction of the stage
+                )->ParamScheduler|None: # None for a constant rate without warm-up (the Learner's own lr)
+    "A fastai `ParamScheduler` setting the learning rate of every parameter group before each training batch."
+    f = lr_schedule(lr, kind, warmup)
+    return None if kind == 'constant' and not warmup else ParamScheduler({'lr': f})
+
+class ClipGrad(Callback):
+    "Rescale the gradients of the trained parameters so that their joint L2 norm is at most `max_norm` (after `Precision` unscaled them)."
+    order = Precision.order + 1
+    def __init__(self, max_norm:float=12.): # the largest gradient norm
+        if not (isinstance(max_norm, (int, float)) and max_norm > 0): raise ValueError(f"--clip: a positive norm, got {max_norm!r}")
+        self.max_norm, self.norm = float(max_norm), None
+    def before_step(self):
+        ps = [p for p, *_ in self.learn.opt.all_params(with_grad=True)]
+        if ps: self.norm = float(nn.utils.clip_grad_norm_(ps, self.max_norm))
