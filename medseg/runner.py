@@ -472,8 +472,9 @@ class RunContext:
 
     def _write(self, ck, stage_end, best, last_model=None):
         last = save_checkpoint({**ck, **(last_model or {})}, self.checkpoints/'last.pt')
-        if stage_end and last_model: save_checkpoint(ck, self.checkpoints/f"stage-{ck['stage_index']}.pt")
-        for keep, name in ((stage_end and not last_model, f"stage-{ck['stage_index']}.pt"), (best, 'best.pt')):
+        if stage_end and last_model:   # last.pt's network is not the one the stage ends on: write that one
+            save_checkpoint(ck, self.checkpoints/f"stage-{ck['stage_index']}.pt"); stage_end = False
+        for keep, name in ((stage_end, f"stage-{ck['stage_index']}.pt"), (best, 'best.pt')):
             if keep:
                 with atomic_write(self.checkpoints/name) as tmp: shutil.copyfile(last, tmp)
 
@@ -488,22 +489,24 @@ class RunContext:
                          metric='validation Dice by volume' + (' (mean over classes)' if self.spec.multiclass or 'dice_1' in row else ''))
         return True
 
-    def select_epoch(self, learn, stage_index:int):
-        "At the end of a validated stage: with `--select best`, give the model the best epoch's weights; record the selected epoch in `run.selected`."
+    def select_epoch(self, learn, stage_index:int)->bool:
+        "At the end of a validated stage: with `--select best`, give the model the best epoch's weights (then True); record the selected epoch in `run.selected`."
         rows = [r for r in self.rows if r['stage'] == self.stages[stage_index - 1]]
-        if not rows: return
+        if not rows: return False
         b = self.best if self.best is not None and self.best['stage_index'] == stage_index else None
+        replaced = False
         pick = rows[-1]
         if self.select == 'best' and b is not None:
             pick = next(r for r in rows if int(r['epoch']) == b['epoch'])
             if b['epoch'] != int(rows[-1]['epoch']):
                 if self.best_weights is None:   # resumed after the best epoch: its weights are in best.pt
                     self.writer.wait(); self.best_weights = load_checkpoint(self.checkpoints/'best.pt')['learner']['model']
-                learn.model.load_state_dict(self.best_weights)
+                learn.model.load_state_dict(self.best_weights); replaced = True
         cols = self.validation.validator.columns if self.validation is not None else []
         self.selected = dict(select=self.select if b is not None else 'last', stage=pick['stage'], stage_index=stage_index, epoch=int(pick['epoch']),
                              last_epoch=int(rows[-1]['epoch']), figures={c: pick.get(c) for c in cols if c in pick},
                              scans=self.validation.validator.ids if self.validation is not None else [])
+        return replaced
 
     def restore(self, ck:dict):
         "Take the history, the best and the selected epoch from a checkpoint (and rewrite `history.csv` to match it)."
@@ -713,7 +716,7 @@ class Checkpointer(Callback):
             if self.predictor is not None:   # last.pt keeps the last epoch's network; the stage goes on from the selected one
                 sd = {k: v.detach().to('cpu', copy=True) for k, v in self.learn.model.state_dict().items()}
                 last = self._model(sd, dict(stage=self.stage, epoch=int(getattr(self.learn, 'epoch', 0)), batch=0, epoch_done=True))
-                self.context.select_epoch(self.learn, self.k)   # --select best: the best epoch's weights
+                if not self.context.select_epoch(self.learn, self.k): last = None   # --select best: the best epoch's weights
             self.context.write_checkpoint(self._state(True, stage_done=True), stage_end=True, last_model=last)
             self.context.save_curves()
         if self.stop_signal(): self._stop(f"at the end of stage {self.stage!r}")
