@@ -92,7 +92,11 @@ class AccSegNet(MultiNet):
 class TranslatedSegmenter(nn.Module):
     "A source-modality image translated by G, then segmented by S: AccSeg-Net validated on labelled source scans."
     def __init__(self, net:AccSegNet): super().__init__(); self.net = net
-    def forward(self, x): return self.net.S(self.net.translate(x))
+    def forward(self, x):
+        "S(G(x)) for slices of any size: G needs sides divisible by 2**n_down, so the slices are padded (replicate) and cropped back."
+        h, w = x.shape[-2:]; m = 2**self.net.G.n_down
+        xp = F.pad(x, (0, (-w) % m, 0, (-h) % m), mode='replicate')
+        return self.net.S(self.net.translate(xp))[..., :h, :w]
 
 # %% ../nbs/31_accseg.ipynb #83dc0fe4
 def identity_loss(model:AccSegNet, # the networks

@@ -290,7 +290,8 @@ class Segmenter:
         for mi, m in enumerate(self.members):
             key = id(m.preprocess)
             if key not in cache:
-                arr = raw if m.preprocess is None else np.asarray(m.preprocess(raw), dtype=np.float32)
+                try: arr = raw if m.preprocess is None else np.asarray(m.preprocess(raw), dtype=np.float32)
+                except ValueError as e: raise ValueError(f"{vol.path or f'scan {index}'}: {e}") from None
                 if arr.shape != can.shape: raise ValueError(f"preprocess changed the shape {can.shape} -> {arr.shape}")
                 _check_expected(arr, m.expect, vol)
                 cache[key] = arr

@@ -28,14 +28,17 @@ from .trainer import finetune_learner, pick_device, quiet_fit
 from .runner import train
 
 # %% auto #0
-__all__ = ['LE_METHODS', 'LE_NAMES', 'CPU_SETTINGS', 'FULL_SETTINGS', 'PRETRAINING', 'load_folder', 'split_train_test',
-           'labelled_subsets', 'pretrain', 'StopAfter', 'finetune', 'evaluate', 'label_efficiency', 'seed_stats',
-           'summarize', 'mean_dice', 'plot_label_efficiency']
+__all__ = ['LE_METHODS', 'ACWE_METHODS', 'ALL_METHODS', 'LE_NAMES', 'CPU_SETTINGS', 'FULL_SETTINGS', 'PRETRAINING', 'ACWE_MODES',
+           'load_folder', 'split_train_test', 'labelled_subsets', 'pretrain', 'StopAfter', 'finetune', 'evaluate',
+           'fit_acwe', 'label_efficiency', 'seed_stats', 'summarize', 'mean_dice', 'plot_label_efficiency']
 
 # %% ../nbs/40_label_efficiency.ipynb #b5381a54
-LE_METHODS = ('random', 'simclr', 'polycl-s', 'polycl-o', 'masked', 'contrastive')   # in the order of the tables
+LE_METHODS = ('random', 'simclr', 'polycl-s', 'polycl-o', 'masked', 'contrastive')   # pretrain + fine-tune, in the order of the tables
+ACWE_METHODS = ('acwe', 'acwe-joint', 'acwe-label')   # Chen & Frey's network trained directly: unsupervised, joint with the N labels, labels only
+ALL_METHODS = LE_METHODS + ACWE_METHODS
 LE_NAMES = {'random': 'random init', 'simclr': 'SimCLR', 'polycl-s': 'PolyCL-S', 'polycl-o': 'PolyCL-O',
-            'masked': 'masked regression', 'contrastive': 'global + local contrast'}
+            'masked': 'masked regression', 'contrastive': 'global + local contrast',
+            'acwe': 'ACWE (no labels)', 'acwe-joint': 'ACWE + N labels', 'acwe-label': 'ACWE net, labels only'}
 
 CPU_SETTINGS = dict(size=64, middle=0.5, widths=(16, 32, 64, 128), pre_epochs=3, pre_bs=32, pre_lr=1e-3,
                     ft_steps=150, ft_bs=8, ft_lr=1e-3, ft_augs='crop', ns=(1, 2, 4, 8), seeds=(0, 1, 2))
@@ -100,6 +103,7 @@ def pretrain(method:str, # one of `LE_METHODS`
              seed:int=0, # seed of initialisation, sampling and augmentation
              device=None, # 'cuda' or 'cpu' (default: cuda if available)
              out=None, # keep the run folder here (default: a temporary folder)
+             preprocess='mr', # intensity preprocessing of every scan ('mr', 'ct', ... as `medseg train --preprocess`)
             )->tuple: # (pretrained encoder or U-Net, init for `finetune_learner`, {history, columns, seconds})
     "Pretrain one method on unlabelled slices with its registered training function; what fine-tuning starts from."
     if method not in LE_METHODS: raise ValueError(f"method must be one of {LE_METHODS}, got {method!r}")
@@ -110,7 +114,7 @@ def pretrain(method:str, # one of `LE_METHODS`
     name, opts = PRETRAINING[method]
     with tempfile.TemporaryDirectory() as tmp:
         run = train(name, scans, Path(out or tmp)/method, labels=labels, size=size, middle=middle, widths=widths, epochs=epochs,
-                    bs=bs, lr=lr, valid_pct=0, seed=seed, device=pick_device(device), quiet=True, overwrite=True, **opts)
+                    bs=bs, lr=lr, valid_pct=0, seed=seed, preprocess=preprocess, device=pick_device(device), quiet=True, overwrite=True, **opts)
         init = 'unet' if (run.out/'unet.pt').exists() else 'encoder'
         net = load_model(run.out/f'{init}.pt')
     h = run.history.drop(columns=['stage', 'epoch', 'seconds'])
@@ -141,12 +145,13 @@ def finetune(pretrained, # encoder or U-Net from `pretrain`
              prior:float|None=0.01, # initial foreground probability of the new head (see `finetune_learner`); None: default init
              seed:int=0, # seed of decoder initialisation, order and augmentation
              device=None, # 'cuda' or 'cpu' (default: cuda if available)
+             preprocess='mr', # intensity preprocessing (as in `pretrain`)
             )->UNet: # the fine-tuned U-Net (on the CPU, eval mode)
     "Fine-tune a U-Net with the batch-pooled Dice loss on a few labelled scans for a fixed number of steps."
     device = pick_device(device)
     set_seed(seed)
     augs = as_augs(augs)
-    dls = slice_dls(scans, labels=labels, size=size, middle=middle, valid_pct=0, bs=bs, seed=seed, device=device, augs=augs)
+    dls = slice_dls(scans, labels=labels, preprocess=preprocess, size=size, middle=middle, valid_pct=0, bs=bs, seed=seed, device=device, augs=augs)
     learn = finetune_learner(dls, pretrained, init=init, lr=lr, loss_func=partial(dice_loss, batch=True), metrics=[],
                              prior=prior, cbs=StopAfter(steps))
     quiet_fit(learn, math.ceil(steps/len(dls.train)))
@@ -169,9 +174,10 @@ def evaluate(model:torch.nn.Module, # a 2D segmentation network, one logit chann
              size:int=64, # slice size the model expects
              middle:float|None=0.5, # central fraction of each scan's slices that is segmented and scored
              device=None, # where to run (default: cuda if available)
+             preprocess='mr', # intensity preprocessing (ignored for a `ScanStore`)
             )->pd.DataFrame: # one row per scan: scan, dice, hd95 (mm), pred_empty, vol_true, vol_pred (ml), in_slab
     "Dice and HD95 (mm) of a 2D model on the central slab of each test scan."
-    store, device = scans if isinstance(scans, ScanStore) else ScanStore(scans, 'mr', labels), pick_device(device)
+    store, device = scans if isinstance(scans, ScanStore) else ScanStore(scans, preprocess, labels), pick_device(device)
     rows = []
     for sid, (z0, z1) in _slab(store, middle).items():
         x, m = store[sid]
@@ -187,6 +193,38 @@ def evaluate(model:torch.nn.Module, # a 2D segmentation network, one logit chann
                          in_slab=float(ms.sum()/max((m.array > 0).sum(), 1))))
     return pd.DataFrame(rows)
 
+# %% ../nbs/40_label_efficiency.ipynb #ac551857
+ACWE_MODES = {'acwe': 'acwe', 'acwe-joint': 'joint', 'acwe-label': 'label'}   # harness name -> `medseg train acwe --mode`
+
+def fit_acwe(method:str, # one of `ACWE_METHODS`
+             scans:dict, # the training scans: id -> (image, label)
+             labelled, # ids whose label maps the network may use (ignored by 'acwe')
+             labels=None, # label values of the structure (None: any label > 0)
+             size:int=64, # slice size
+             middle:float|None=0.5, # central fraction of each scan's slices
+             steps:int=150, # optimizer steps (the epochs this takes on the slices the mode trains on; stopped after exactly `steps` batches)
+             bs:int=8, # minibatch size
+             lr:float=3e-3, # learning rate (Adam)
+             seed:int=0, # seed of initialisation, order and augmentation
+             device=None, # 'cuda' or 'cpu' (default: cuda if available)
+             preprocess='mr', # intensity preprocessing
+             out=None, # keep the run folder here (default: a temporary folder)
+            )->torch.nn.Module: # the trained network (on the CPU, eval mode): output > 0 is the structure
+    "Train Chen & Frey's network with `medseg train acwe`: without labels, or with the label maps of `labelled` only."
+    if method not in ACWE_MODES: raise ValueError(f"method must be one of {tuple(ACWE_MODES)}, got {method!r}")
+    mode, keep = ACWE_MODES[method], set(labelled)
+    if not set(keep) <= set(scans): raise ValueError(f"labelled scans {sorted(set(keep) - set(scans))} are not among the training scans")
+    data = {k: (v[0], v[1] if mode != 'acwe' and k in keep else None) for k, v in scans.items()}
+    seen = data if mode == 'acwe' else {k: data[k] for k in keep}   # the joint and label modes train on the labelled scans' slices only
+    n = len(select_slices(ScanStore(seen, preprocess, labels).table(2), middle))
+    epochs = math.ceil(steps/max(1, n//bs))                         # full batches per epoch (the last partial one is dropped)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = train('acwe', data, Path(out or tmp)/method, mode=mode, labels=labels, size=size, middle=middle, epochs=epochs, bs=bs, lr=lr,
+                    valid_pct=0, seed=seed, device=pick_device(device), quiet=True, overwrite=True, preprocess=preprocess, missing='keep',
+                    callbacks=[StopAfter(steps)])
+        net = load_model(run.out/'model.pt')
+    return net.cpu().eval()
+
 # %% ../nbs/40_label_efficiency.ipynb #7f4307fe
 def label_efficiency(train:dict, # training scans: id -> (image, label); all are pretrained on
                      test:dict, # test scans, never trained on
@@ -197,25 +235,41 @@ def label_efficiency(train:dict, # training scans: id -> (image, label); all are
                      size:int=64, middle:float|None=0.5, widths:tuple=(16, 32, 64, 128), # data and U-Net (see `pretrain`)
                      pre_epochs:int=3, pre_bs:int=32, pre_lr:float=1e-3, # pretraining
                      ft_steps:int=150, ft_bs:int=8, ft_lr:float=1e-3, ft_augs='crop', prior:float|None=0.01, # fine-tuning (see `finetune`)
+                     acwe_bs:int=8, acwe_lr:float=3e-3, # the ACWE methods (see `fit_acwe`; they train for `ft_steps` steps)
+                     preprocess='mr', # intensity preprocessing of every scan ('mr', 'ct', ...)
                      device=None, # 'cuda' or 'cpu' (default: cuda if available)
                      log=print, # progress messages (None: silent)
                     )->pd.DataFrame: # one row per method, N, seed and test scan
-    "Pretrain every method once, fine-tune on N labelled scans per seed, evaluate on the test scans."
+    "Pretrain every method once, fine-tune on N labelled scans per seed (ACWE methods: train on them directly), evaluate on the test scans."
     log = log or (lambda *a: None)
     for m in methods:
-        if m not in LE_METHODS: raise ValueError(f"unknown method {m!r}; choose from {LE_METHODS}")
+        if m not in ALL_METHODS: raise ValueError(f"unknown method {m!r}; choose from {ALL_METHODS}")
     subsets = {s: labelled_subsets(train, ns, s) for s in seeds}
-    test_store = ScanStore(test, 'mr', labels)   # preprocessed once for every evaluation
+    test_store = ScanStore(test, preprocess, labels)   # preprocessed once for every evaluation
     rows, t0 = [], time.perf_counter()
     for m in methods:
-        net, init, info = pretrain(m, train, labels, size, middle, widths, pre_epochs, pre_bs, pre_lr, 0, device)
+        if m in ACWE_METHODS:
+            for s in seeds:
+                once = None   # the unsupervised network ignores the labels: trained once per seed, scored at every N
+                for n in ns:
+                    ids, t1 = subsets[s][n], time.perf_counter()
+                    if once is None:
+                        model = fit_acwe(m, train, ids, labels, size, middle, ft_steps, acwe_bs, acwe_lr, seed=1000*s + (0 if m == 'acwe' else n),
+                                         device=device, preprocess=preprocess)
+                        ev, secs = evaluate(model, test_store, size=size, middle=middle, device=device), time.perf_counter() - t1
+                        if m == 'acwe': once = (ev, secs)
+                    else: ev, secs = once
+                    rows.append(ev.assign(method=m, n=int(n), seed=int(s), labelled='' if m == 'acwe' else ' '.join(ids), pre_seconds=0., ft_seconds=secs))
+                    log(f"[{time.perf_counter() - t0:6.0f} s] {m} N={n} seed={s}: test Dice {ev.dice.mean():.3f}")
+            continue
+        net, init, info = pretrain(m, train, labels, size, middle, widths, pre_epochs, pre_bs, pre_lr, 0, device, preprocess=preprocess)
         log(f"[{time.perf_counter() - t0:6.0f} s] {m}: pretrained in {info['seconds']:.0f} s")
         for s in seeds:
             for n in ns:
                 ids = subsets[s][n]
                 t1 = time.perf_counter()
                 model = finetune(net, init, {k: train[k] for k in ids}, labels, size, middle, ft_steps, ft_bs, ft_lr,
-                                 ft_augs, prior, seed=1000*s + n, device=device)
+                                 ft_augs, prior, seed=1000*s + n, device=device, preprocess=preprocess)
                 ev = evaluate(model, test_store, size=size, middle=middle, device=device)
                 rows.append(ev.assign(method=m, n=int(n), seed=int(s), labelled=' '.join(ids),
                                       pre_seconds=info['seconds'], ft_seconds=time.perf_counter() - t1))
@@ -236,7 +290,7 @@ def summarize(df:pd.DataFrame, # the table of `label_efficiency`
     "Mean ± std over seeds of the per-seed mean of `metric` over the test scans, per method and N (a table)."
     fmt = '{:.3f} ± {:.3f}' if metric == 'dice' else '{:.1f} ± {:.1f}'
     tab = seed_stats(df, metric).apply(lambda r: fmt.format(r['mean'], r['std']), axis=1).unstack('n')
-    order = [m for m in LE_METHODS if m in tab.index]
+    order = [m for m in ALL_METHODS if m in tab.index]
     tab = tab.loc[order]; tab.index = [LE_NAMES[m] for m in order]; tab.columns = [f'N={n}' for n in tab.columns]
     return tab
 
@@ -254,7 +308,7 @@ def plot_label_efficiency(df:pd.DataFrame, # the table of `label_efficiency`
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(5.5, 3.6))
     agg = seed_stats(df, metric)
-    for m in [m for m in LE_METHODS if m in agg.index.get_level_values(0)]:
+    for m in [m for m in ALL_METHODS if m in agg.index.get_level_values(0)]:
         a = agg.loc[m]
         ax.errorbar(a.index, a['mean'], yerr=a['std'], marker='o', ms=4, capsize=3, label=LE_NAMES[m],
                     ls='--' if m == 'random' else '-', color='k' if m == 'random' else None)

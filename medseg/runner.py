@@ -53,7 +53,7 @@ def data_options(label_dir:str|None=None, # folder of the label maps (default: t
                  missing:str='raise', # an image without a label map: raise an error, skip it, or keep it unlabelled
                  labels:str|None=None, # label values forming one class, e.g. 51,52 (default: every value > 0)
                  classes:str|None=None, # several classes, name=values: ventricles=51+52,hippocampus=47+48
-                 preprocess:str='mr', # intensity preprocessing: mr, ct, zscore, none, or a HU window centre,width
+                 preprocess:str='mr', # intensity preprocessing: mr, ct (HU, or a copy windowed to 0..255: told apart per scan), windowed, zscore, none, or a HU window centre,width
                  size:int=128, # slice size in pixels (with --spacing: the grid centred on each scan)
                  spacing:float|None=None, # slice at this pixel size in mm (on a size x size grid) instead of resizing every slice
                  axis:int=2, # slicing axis of the canonical (RAS) volume: 0 sagittal, 1 coronal, 2 axial

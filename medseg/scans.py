@@ -20,10 +20,10 @@ from .io import (Volume, load_nifti, nifti_suffix, to_canonical, resample_to, co
 # %% auto #0
 __all__ = ['NII_SUFFIXES', 'MISSING', 'MANIFEST_COLUMNS', 'PREPROCESS', 'scan_id', 'is_nifti', 'misnamed_nifti', 'warn_misnamed',
            'folder_hint', 'find_images', 'find_pairs', 'read_manifest', 'read_msd', 'msd_classes', 'is_msd', 'as_scans',
-           'as_subjects', 'ct_window', 'mr_minmax', 'zscore', 'as_float', 'preprocess_spec', 'make_preprocess',
-           'intensity_profile', 'check_intensity', 'LabelSpec', 'label_values', 'check_label_spec', 'canonical',
-           'slice_table', 'keep_middle', 'keep_labelled', 'select_slices', 'size2', 'fit_slices', 'spaced_grid',
-           'spaced_slices', 'ScanSet', 'ScanStore', 'PairedStore', 'split_scans']
+           'as_subjects', 'windowed', 'ct_window', 'mr_minmax', 'zscore', 'as_float', 'preprocess_spec',
+           'make_preprocess', 'intensity_profile', 'check_intensity', 'LabelSpec', 'label_values', 'check_label_spec',
+           'canonical', 'slice_table', 'keep_middle', 'keep_labelled', 'select_slices', 'size2', 'fit_slices',
+           'spaced_grid', 'spaced_slices', 'ScanSet', 'ScanStore', 'PairedStore', 'split_scans']
 
 # %% ../nbs/10_scans.ipynb #6789e92d
 NII_SUFFIXES = ('.nii.gz', '.nii')
@@ -258,14 +258,27 @@ def as_subjects(subjects, # a manifest (.csv with image2/label2 columns), a fold
     return out
 
 # %% ../nbs/10_scans.ipynb #eea1c2f4
-def ct_window(x): "CT abdominal window: 40 ± 200 HU -> [0, 1]."; return window(x, 40., 400.)
+def windowed(x):
+    "A CT already windowed to 0..255 (e.g. SLAug's BTCV copies) -> [0, 1]: x / 255; refuses any value outside 0..255."
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if lo < 0 or hi > 255:
+        raise ValueError(f"values {lo:g}..{hi:g} are not an image windowed to 0..255: for a CT in HU use --preprocess ct, for an MR --preprocess mr")
+    return np.asarray(x, np.float32)/np.float32(255.)
+
+def ct_window(x):
+    "CT: in HU (some value below 0) the abdominal window 40 ± 200 HU -> [0, 1]; already windowed to 0..255 (`windowed`): x / 255."
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if lo < 0: return window(x, 40., 400.)
+    if hi <= 255: return windowed(x)
+    raise ValueError(f"no value below 0 (lowest {lo:g}, air is about -1000 HU) and values up to {hi:g}: neither a CT in HU nor one "
+                     "windowed to 0..255; for an MR use --preprocess mr, for a CT stored with an offset give the window in its units, e.g. --preprocess 1064,400")
 def mr_minmax(x): "MR robust min-max: 0.5th..99.5th percentile -> [0, 1]."; return normalize(x, 'minmax', percentiles=(0.5, 99.5))
 def zscore(x): "Per-scan z-score: mean 0, standard deviation 1 (nnU-Net's MR normalisation)."; return normalize(x, 'zscore')
 def as_float(x): "No intensity change: the array as float32."; return np.asarray(x, np.float32)
 
-PREPROCESS = dict(ct=ct_window, mr=mr_minmax, zscore=zscore, none=as_float)
+PREPROCESS = dict(ct=ct_window, windowed=windowed, mr=mr_minmax, zscore=zscore, none=as_float)
 
-def preprocess_spec(spec, # 'ct', 'mr', 'zscore', 'none', a (centre, width) HU window, its text 'C,W', or None ('none')
+def preprocess_spec(spec, # 'ct', 'windowed', 'mr', 'zscore', 'none', a (centre, width) HU window, its text 'C,W', or None ('none')
                    )->str|list: # the JSON form saved with weights: a preset name or [centre, width]
     "Check a preprocessing spec and give its canonical, JSON-friendly form."
     if spec is None: return 'none'
@@ -610,7 +623,8 @@ class ScanStore(ScanSet):
         if is_constant(img.array):
             raise ValueError(f"{img.path or sid} is a constant image (every voxel is {float(img.array.flat[0]):g}): there is nothing "
                              "in it to learn from or segment; remove it from the data")
-        x = np.ascontiguousarray(self.preprocess(img.array.astype(np.float32)), dtype=np.float32)
+        try: x = np.ascontiguousarray(self.preprocess(img.array.astype(np.float32)), dtype=np.float32)
+        except ValueError as e: raise ValueError(f"{img.path or sid}: {e}") from None
         if x.shape != img.shape: raise ValueError(f"preprocessing changed the shape of {sid!r}: {img.shape} -> {x.shape}")
         return Volume(x, img.affine, img.path)
 
