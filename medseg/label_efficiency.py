@@ -250,15 +250,15 @@ def label_efficiency(train:dict, # training scans: id -> (image, label); all are
     for m in methods:
         if m in ACWE_METHODS:
             for s in seeds:
-                once = None   # the unsupervised network ignores the labels: trained once per seed, scored at every N
+                fits = {}   # by N; the unsupervised network ignores the labels: one fit per seed (key None), scored at every N
                 for n in ns:
-                    ids, t1 = subsets[s][n], time.perf_counter()
-                    if once is None:
-                        model = fit_acwe(m, train, ids, labels, size, middle, ft_steps, acwe_bs, acwe_lr, seed=1000*s + (0 if m == 'acwe' else n),
+                    ids, key = subsets[s][n], None if m == 'acwe' else n
+                    if key not in fits:
+                        t1 = time.perf_counter()
+                        model = fit_acwe(m, train, ids, labels, size, middle, ft_steps, acwe_bs, acwe_lr, seed=1000*s + (key or 0),
                                          device=device, preprocess=preprocess)
-                        ev, secs = evaluate(model, test_store, size=size, middle=middle, device=device), time.perf_counter() - t1
-                        if m == 'acwe': once = (ev, secs)
-                    else: ev, secs = once
+                        fits[key] = (evaluate(model, test_store, size=size, middle=middle, device=device), time.perf_counter() - t1)
+                    ev, secs = fits[key]
                     rows.append(ev.assign(method=m, n=int(n), seed=int(s), labelled='' if m == 'acwe' else ' '.join(ids), pre_seconds=0., ft_seconds=secs))
                     log(f"[{time.perf_counter() - t0:6.0f} s] {m} N={n} seed={s}: test Dice {ev.dice.mean():.3f}")
             continue

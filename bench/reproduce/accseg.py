@@ -32,7 +32,7 @@ Dice gap between source-only and Seg_MRI*, and AccSeg >= -PCT >= source-only.
 import sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import arguments, parse, data_folder, split, paths, dataset_of, manifest, organ_table, markdown, score, finish, reorientation_figure, ORGANS, ROOT
+from common import arguments, parse, data_folder, split, paths, manifest, organ_table, markdown, score, finish, dataset_pictures, ORGANS, ROOT
 
 ROWS = ('source-only', '-PCT', '-MIND/CC', 'AccSeg', 'Seg_MRI*')
 WEIGHTS = {'-PCT': dict(nce=0.), '-MIND/CC': dict(mind=0., cc=0.), 'AccSeg': None}
@@ -72,10 +72,7 @@ def run_rows(a, P, data, src_ids, tgt_ids, test_ids, seeds, out):
     "Every row for every seed; scores.csv rewritten after each."
     import pandas as pd
     src, tgt, test = (manifest(data, ids, out/'manifests'/f'{n}.csv') for n, ids in (('source', src_ids), ('target', tgt_ids), ('test', test_ids)))
-    firsts = {}   # one labelled scan per dataset, source and target side by side: a wrong header shows here before training
-    for s in src_ids + tgt_ids: firsts.setdefault(dataset_of(s), s)
-    fig = reorientation_figure([(f"{d}: {s}", *paths(data, s)) for d, s in firsts.items()], out/'reorientation.png')
-    print(f"reorientation picture: {fig}", flush=True)
+    dataset_pictures(data, src_ids + tgt_ids, out)   # a wrong header shows here, before anything trains
     spec = dict(labels='1') if a.task == 'liver' else dict(classes=ORGANS)
     rows, t0 = [], time.perf_counter()
     for seed in seeds:

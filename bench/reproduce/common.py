@@ -62,13 +62,18 @@ def paths(data:Path, sid:str)->tuple:
     sub, isfx, lsfx = LAYOUT[dataset_of(sid)]
     return data/sub/f'{sid}{isfx}.nii.gz', data/sub/f'{sid}{lsfx}.nii.gz'
 
+def scan_paths(data:Path, ids)->dict:
+    "id -> (image path, label path) of the scans `ids` of the data folder; exits with one line if one is missing."
+    out = {s: paths(data, s) for s in ids}
+    for s, ps in out.items():
+        for p in ps:
+            if not p.is_file(): sys.exit(f"{p} is missing: the data folder {data} does not hold the split's scans")
+    return out
+
 def manifest(data:Path, ids, out:Path)->Path:
     "Write a manifest (id, image, label; absolute paths) of the scans `ids` of the data folder; returns its path."
     from medseg.io import atomic_write
-    rows = ['id,image,label'] + [f'{s},{paths(data, s)[0]},{paths(data, s)[1]}' for s in ids]
-    for s in ids:
-        for p in paths(data, s):
-            if not p.is_file(): sys.exit(f"{p} is missing: the data folder {data} does not hold the split's scans")
+    rows = ['id,image,label'] + [f'{s},{im},{lb}' for s, (im, lb) in scan_paths(data, ids).items()]
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(out) as tmp: Path(tmp).write_text('\n'.join(rows) + '\n')
     return out
@@ -132,6 +137,14 @@ def reorientation_figure(items, # list of (title, image path, label path)
     with atomic_write(out) as tmp: fig.savefig(tmp, dpi=90, format='png')
     plt.close(fig)
     return out
+
+def dataset_pictures(data:Path, ids, out:Path)->Path:
+    "`reorientation_figure` of the first scan of each dataset among `ids` (source and target side by side), as out/reorientation.png."
+    firsts = {}
+    for s in ids: firsts.setdefault(dataset_of(s), s)
+    fig = reorientation_figure([(f"{d}: {s}", *paths(data, s)) for d, s in firsts.items()], out/'reorientation.png')
+    print(f"reorientation picture: {fig}", flush=True)
+    return fig
 
 def score(model, test_manifest:Path, pred_dir:Path, labels=None, classes=None, **predict_kw)->pd.DataFrame:
     "Segment the test scans with a model (`medseg predict`) and score them (`medseg evaluate`): one row per scan and class."

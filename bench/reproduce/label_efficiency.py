@@ -33,7 +33,7 @@ claims rest on, and `target_met` = every claim checked holds (reported per claim
 import sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import arguments, parse, data_folder, split, paths, dataset_of, markdown, finish, reorientation_figure, ROOT
+from common import arguments, parse, data_folder, split, scan_paths, markdown, finish, dataset_pictures, ROOT
 
 ITEMS = dict(ssl=(('random', 'masked', 'contrastive'), (1, 2, 4, 8)),
              polycl=(('random', 'simclr', 'polycl-s', 'polycl-o'), (1, 2, 4)),
@@ -42,18 +42,7 @@ TASKS = dict(chaos=dict(train='chaos_t2_adapt10', test='chaos_t2_test4', preproc
              ct=dict(train='ct_liver_train6', test='ct_liver_test3', preprocess='ct', items=('polycl',)))
 
 
-def scans_of(data, ids)->dict:
-    "id -> (image path, liver label path) of a split's scans."
-    out = {}
-    for s in ids:
-        im, lb = paths(data, s)
-        for p in (im, lb):
-            if not p.is_file(): sys.exit(f"{p} is missing: the data folder {data} does not hold the split's scans")
-        out[s] = (str(im), str(lb))
-    return out
-
-
-def claims_of(item, md, per_seed)->dict:
+def claims_of(item, md)->dict:
     "The papers' claims on this item, checked on the mean test Dice per method and N (md: method -> {N: Dice})."
     at = lambda m, n: md.get(m, {}).get(n)
     ns = sorted({n for v in md.values() for n in v})
@@ -94,12 +83,10 @@ def main(argv=None):
     if a.dry_run: S.update(pre_epochs=1, ft_steps=1)
     if a.smoke:
         S.update(size=32, middle=0.6, widths=(4, 8, 16), pre_epochs=1, ft_steps=4)
-    train, test = scans_of(data, tr_ids), scans_of(data, te_ids)
+    train, test = ({k: tuple(map(str, v)) for k, v in scan_paths(data, ids).items()} for ids in (tr_ids, te_ids))
     out = Path(a.out or ROOT/'bench'/'out'/'reproduce'/f"label_efficiency_{a.preset}_{a.task}{'_smoke' if a.smoke else '_dry' if a.dry_run else ''}")
     out.mkdir(parents=True, exist_ok=True)
-    firsts = {}   # one labelled scan per dataset: a wrong header shows here before training
-    for s in tr_ids: firsts.setdefault(dataset_of(s), s)
-    print(f"reorientation picture: {reorientation_figure([(f'{d}: {s}', *paths(data, s)) for d, s in firsts.items()], out/'reorientation.png')}", flush=True)
+    dataset_pictures(data, tr_ids, out)   # a wrong header shows here, before anything trains
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     from medseg.io import atomic_write
@@ -137,7 +124,7 @@ def main(argv=None):
                     for n in per_seed.index.get_level_values(0).unique()} for m in per_seed.columns if m != ref}
         res_items[item] = dict(methods=list(methods), ns=list(ns), dice=dice, minus_reference_per_seed=diff, reference=ref,
                                seconds=round(float(df.groupby('method').pre_seconds.first().sum() + df.groupby(['method', 'n', 'seed']).ft_seconds.first().sum()), 1))
-        claims[item] = claims_of(item, dice, per_seed)
+        claims[item] = claims_of(item, dice)
     res = dict(bench='reproduce/label_efficiency', task=a.task, preset=a.preset, smoke=a.smoke, dry_run=a.dry_run, seeds=list(seeds),
                settings={k: list(v) if isinstance(v, tuple) else v for k, v in S.items()}, train=tr_ids, test=te_ids,
                seconds=round(sum(v['seconds'] for v in res_items.values()), 1),   # training and evaluation time of the items (also when read back)
